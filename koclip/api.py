@@ -1,0 +1,136 @@
+"""The public model object: NumPy and PIL in, NumPy out, whichever backend runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from koclip import backends, checkpoint, hub
+from koclip.errors import InvalidInputError
+from koclip.images import ImageInput, open_image
+from koclip.processing import (
+    BATCH_BUCKETS,
+    TextProcessor,
+    batches,
+    bucket,
+    image_processor_for,
+    load_tokenizer,
+    pad_rows,
+    pixels_nhwc,
+)
+
+DEFAULT_TEMPLATE = "이것은 {} 이다."
+MAX_LABELS = 100
+
+
+class KoCLIP:
+    def __init__(self, name: str, ckpt: checkpoint.Checkpoint, backend, tokenizer, image_processor, info=None):
+        self.name = name
+        self.config = ckpt.config
+        self.directory = ckpt.directory
+        self.info = info
+        self.backend = backend
+        self.text_processor = TextProcessor(tokenizer, ckpt.config.max_text_length)
+        self.image_processor = image_processor
+
+    @property
+    def dim(self) -> int:
+        return self.config.projection_dim
+
+    @property
+    def logit_scale(self) -> float:
+        """The temperature CLIP multiplies cosine similarities by, capped at 100 as in CLIP."""
+        return float(min(np.exp(self.backend.logit_scale), 100.0))
+
+    @property
+    def max_text_length(self) -> int:
+        return self.text_processor.max_length
+
+    def is_truncated(self, text: str) -> bool:
+        """Whether `text` is longer than the model reads (it is then cut, not refused)."""
+        return self.text_processor.is_truncated(text)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for part in batches(len(texts)):
+            ids, mask = self.text_processor(texts[part])
+            rows = bucket(len(ids), BATCH_BUCKETS)
+            out.append(self.backend.encode_text(pad_rows(ids, rows), pad_rows(mask, rows))[: len(ids)])
+        return np.concatenate(out)
+
+    def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """NHWC float32 pixels, ready for `encode_pixels`."""
+        return pixels_nhwc(self.image_processor, [open_image(im) for im in images])
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        out = []
+        for part in batches(len(pixels)):
+            chunk = pixels[part]
+            rows = bucket(len(chunk), BATCH_BUCKETS)
+            out.append(self.backend.encode_image(pad_rows(chunk, rows))[: len(chunk)])
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
+        images = list(images)
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encode_pixels(self.preprocess(images))
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every row of `a` with every row of `b` (both already normalised)."""
+        return np.atleast_2d(a) @ np.atleast_2d(b).T
+
+    @staticmethod
+    def prompts(labels: Sequence[str], template: str | Sequence[str] | None = DEFAULT_TEMPLATE) -> list[list[str]]:
+        """The texts encoded for each label: one per template (`None`: the bare label)."""
+        labels = [str(label).strip() for label in labels]
+        labels = [label for label in labels if label]
+        if not labels:
+            raise InvalidInputError("no labels given: enter at least one label")
+        if len(labels) > MAX_LABELS:
+            raise InvalidInputError(f"{len(labels)} labels given; the limit is {MAX_LABELS}")
+        templates = ["{}"] if template is None else [template] if isinstance(template, str) else list(template)
+        if not templates or any("{}" not in t for t in templates):
+            raise InvalidInputError('every template must contain "{}" where the label goes')
+        return [[t.format(label) for t in templates] for label in labels]
+
+    def label_embeddings(self, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> np.ndarray:
+        """One embedding per label: the renormalised mean over the templates (a prompt ensemble)."""
+        prompts = self.prompts(labels, template)
+        flat = self.encode_text([p for group in prompts for p in group])
+        mean = flat.reshape(len(prompts), len(prompts[0]), -1).mean(axis=1)
+        return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+    def classify(self, image: ImageInput, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> list[tuple[str, float]]:
+        """Zero-shot classification: (label, probability) pairs, most probable first."""
+        names = [group[0] for group in self.prompts(labels, None)]
+        logits = self.logit_scale * (self.encode_image([image]) @ self.label_embeddings(names, template).T)[0]
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs, kind="stable")
+        return [(names[i], float(probs[i])) for i in order]
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        return checkpoint.save(directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer)
+
+    def __repr__(self) -> str:
+        return f"KoCLIP({self.name!r}, backend={self.backend.name!r}, dim={self.dim})"
+
+
+def load(name_or_path: str | os.PathLike, backend: str = "flax") -> KoCLIP:
+    """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder."""
+    if backend not in backends.BACKENDS:
+        raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+    resolved = hub.resolve(name_or_path)
+    ckpt = checkpoint.read(resolved.directory)
+    tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
+    spec = resolved.info.image_processor if resolved.info else None
+    processor = image_processor_for(spec, ckpt.config)
+    return KoCLIP(resolved.name, ckpt, backends.create(backend, ckpt), tokenizer, processor, resolved.info)

@@ -1,0 +1,103 @@
+"""Running the dual encoder: Flax (jitted) or PyTorch, on the same weights.
+
+Both take NumPy in (token ids and mask; NHWC pixels) and give L2-normalised float32 NumPy out.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from koclip import convert
+from koclip.checkpoint import Checkpoint
+from koclip.config import KoCLIPConfig
+from koclip.errors import KoCLIPError
+from koclip.model import DualEncoder, param_shapes
+
+BACKENDS = ("flax", "torch")
+
+
+class FlaxBackend:
+    name = "flax"
+
+    def __init__(self, config: KoCLIPConfig, params: dict):
+        self.params = jax.tree_util.tree_map(jnp.asarray, params)
+        self.logit_scale = float(np.asarray(params["logit_scale"]))
+        self.compilations = 0  # traces, i.e. compilations: one per new input shape
+        module = DualEncoder(config)
+
+        def text_fn(params, input_ids, attention_mask):
+            self.compilations += 1  # runs only while tracing
+            return module.apply({"params": params}, input_ids, attention_mask, method=DualEncoder.encode_text)
+
+        def image_fn(params, pixels):
+            self.compilations += 1
+            return module.apply({"params": params}, pixels, method=DualEncoder.encode_image)
+
+        self._text = jax.jit(text_fn)
+        self._image = jax.jit(image_fn)
+
+    def flax_params(self) -> dict:
+        return self.params
+
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self._text(self.params, input_ids, attention_mask), dtype=np.float32)
+
+    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        return np.asarray(self._image(self.params, pixels_nhwc), dtype=np.float32)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, config: KoCLIPConfig, state: dict[str, np.ndarray]):
+        import torch
+
+        from koclip.torch_model import TorchDualEncoder
+
+        self.torch = torch
+        self.model = TorchDualEncoder(config).eval()
+        tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in state.items()}
+        result = self.model.load_state_dict(tensors, strict=False)
+        buffers = {name for name, _ in self.model.named_buffers()}
+        missing = [k for k in result.missing_keys if k not in buffers]
+        if missing:
+            raise KoCLIPError(f"the checkpoint lacks {len(missing)} weights, e.g. {', '.join(missing[:3])}")
+        self.logit_scale = float(self.model.logit_scale.detach())
+
+    def flax_params(self) -> dict:
+        state = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
+        return convert.torch_to_flax(state, param_shapes(self.model.config))
+
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.model.encode_text(
+                self.torch.from_numpy(input_ids.astype(np.int64)), self.torch.from_numpy(attention_mask.astype(np.int64))
+            )
+        return out.numpy().astype(np.float32)
+
+    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            out = self.model.encode_image(self.torch.from_numpy(np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2))))
+        return out.numpy().astype(np.float32)
+
+
+def _params_for_flax(ckpt: Checkpoint) -> dict:
+    if ckpt.flax_params is not None:
+        return ckpt.flax_params
+    return convert.torch_to_flax(ckpt.torch_state, param_shapes(ckpt.config))
+
+
+def _state_for_torch(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+    if ckpt.torch_state is not None:
+        return ckpt.torch_state
+    return convert.flax_to_torch(ckpt.flax_params)
+
+
+def create(backend: str, ckpt: Checkpoint) -> FlaxBackend | TorchBackend:
+    if backend == "flax":
+        return FlaxBackend(ckpt.config, _params_for_flax(ckpt))
+    if backend == "torch":
+        return TorchBackend(ckpt.config, _state_for_torch(ckpt))
+    raise KoCLIPError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,55 @@
+"""`python -m koclip`: one entry point, one module per subcommand in `koclip.commands`.
+
+Each command module defines `HELP` (one line), `add_arguments(parser)` and `main(args) -> int`.
+Modules are imported only when their command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from koclip.errors import KoCLIPError
+
+COMMANDS = {
+    "download": "Download a published model into the local Hugging Face cache.",
+    "scenes": "Generate synthetic Korean-captioned scenes (PNG folder + metadata.jsonl).",
+    "index": "Encode an image collection into a searchable gallery directory.",
+    "search": "Search a gallery with a text query.",
+    "train": "Train a KoCLIP dual encoder contrastively.",
+    "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m koclip",
+        description="KoCLIP: Korean image-text dual encoders. Run a command with --help for its options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(f"koclip.commands.{name}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = None
+    args = build_parser(command).parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 0
+    module = importlib.import_module(f"koclip.commands.{args.command}")
+    try:
+        return int(module.main(args) or 0)
+    except KoCLIPError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,121 @@
+"""Model configuration: a text tower, a vision tower and a shared projection.
+
+One config class reads every format KoCLIP meets: the published `hybrid-clip` checkpoints,
+transformers' `vision-text-dual-encoder` (the PyTorch export), and koclip's own `koclip`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from transformers import CLIPVisionConfig, PretrainedConfig, RobertaConfig, ViTConfig
+
+from koclip.errors import KoCLIPError
+
+# The `model_type` strings each format may use for its towers.
+CLIP_VISION_TYPES = ("clip", "clip_vision_model")
+CONV_TYPE = "koclip_conv"
+KNOWN_FORMATS = ("hybrid-clip", "vision-text-dual-encoder", "koclip")
+
+
+@dataclasses.dataclass
+class ConvTowerConfig:
+    """A small convolutional image tower, for models trained on a CPU (koclip-mini)."""
+
+    image_size: int = 64
+    num_channels: int = 3
+    stem_patch: int = 2
+    widths: tuple[int, ...] = (32, 64, 128)
+    hidden_size: int = 128
+    layer_norm_eps: float = 1e-5
+    model_type: str = CONV_TYPE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConvTowerConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in fields}
+        if "widths" in kwargs:
+            kwargs["widths"] = tuple(kwargs["widths"])
+        return cls(**kwargs)
+
+
+VisionConfig = CLIPVisionConfig | ViTConfig | ConvTowerConfig
+
+
+def text_config_from_dict(d: dict[str, Any]) -> RobertaConfig:
+    model_type = d.get("model_type", "roberta")
+    if model_type not in ("roberta", "bert"):
+        raise KoCLIPError(f"unsupported text tower type {model_type!r}: KoCLIP uses RoBERTa")
+    return RobertaConfig(**{k: v for k, v in d.items() if k != "model_type"})
+
+
+def vision_config_from_dict(d: dict[str, Any]) -> VisionConfig:
+    model_type = d.get("model_type")
+    body = {k: v for k, v in d.items() if k != "model_type"}
+    if model_type in CLIP_VISION_TYPES:
+        # A full CLIP config nests its vision part; a vision-only config is flat.
+        return CLIPVisionConfig(**body.get("vision_config", body))
+    if model_type == "vit":
+        return ViTConfig(**body)
+    if model_type == CONV_TYPE:
+        return ConvTowerConfig.from_dict(d)
+    raise KoCLIPError(
+        f"unsupported vision tower type {model_type!r}; expected one of "
+        f"{', '.join(CLIP_VISION_TYPES + ('vit', CONV_TYPE))}"
+    )
+
+
+@dataclasses.dataclass
+class KoCLIPConfig:
+    text_config: RobertaConfig
+    vision_config: VisionConfig
+    projection_dim: int = 512
+    logit_scale_init_value: float = 2.6592
+
+    @property
+    def vision_type(self) -> str:
+        if isinstance(self.vision_config, CLIPVisionConfig):
+            return "clip"
+        if isinstance(self.vision_config, ViTConfig):
+            return "vit"
+        return CONV_TYPE
+
+    @property
+    def image_size(self) -> int:
+        return int(self.vision_config.image_size)
+
+    @property
+    def max_text_length(self) -> int:
+        # RoBERTa's position ids start after padding_idx, so two positions are never used.
+        return int(self.text_config.max_position_embeddings - self.text_config.pad_token_id - 1)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "KoCLIPConfig":
+        model_type = d.get("model_type")
+        if model_type not in KNOWN_FORMATS:
+            raise KoCLIPError(
+                f"config.json has model_type {model_type!r}; KoCLIP reads {', '.join(KNOWN_FORMATS)}"
+            )
+        return cls(
+            text_config=text_config_from_dict(d["text_config"]),
+            vision_config=vision_config_from_dict(d["vision_config"]),
+            projection_dim=int(d.get("projection_dim", 512)),
+            logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """koclip's own format; the sub-configs stay readable by transformers."""
+        vision = self.vision_config.to_dict()
+        if isinstance(self.vision_config, PretrainedConfig):
+            vision["model_type"] = self.vision_type if self.vision_type == "vit" else "clip_vision_model"
+        return {
+            "model_type": "koclip",
+            "projection_dim": self.projection_dim,
+            "logit_scale_init_value": self.logit_scale_init_value,
+            "text_config": {**self.text_config.to_dict(), "model_type": "roberta"},
+            "vision_config": vision,
+        }

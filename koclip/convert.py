@@ -1,0 +1,64 @@
+"""Parameter conversion between the Flax tree and a PyTorch state dict.
+
+Both models use the same module names (transformers keeps its Flax and PyTorch towers aligned,
+and koclip's own modules follow suit), so a conversion only renames leaves and transposes:
+Dense `kernel` (in, out) <-> Linear `weight` (out, in); Conv `kernel` HWIO <-> `weight` OIHW;
+LayerNorm `scale` <-> `weight`; Embed `embedding` <-> `weight`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
+
+from koclip.errors import KoCLIPError
+
+_RENAMED = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
+
+
+def _torch_key(path: tuple[str, ...]) -> str:
+    return ".".join(path[:-1] + (_RENAMED.get(path[-1], path[-1]),))
+
+
+def _to_torch_layout(leaf: str, array: np.ndarray) -> np.ndarray:
+    if leaf == "kernel" and array.ndim == 2:
+        return array.T
+    if leaf == "kernel" and array.ndim == 4:
+        return array.transpose(3, 2, 0, 1)
+    return array
+
+
+def _to_flax_layout(leaf: str, array: np.ndarray) -> np.ndarray:
+    if leaf == "kernel" and array.ndim == 2:
+        return array.T
+    if leaf == "kernel" and array.ndim == 4:
+        return array.transpose(2, 3, 1, 0)
+    return array
+
+
+def flax_to_torch(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {
+        _torch_key(path): np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(value)))
+        for path, value in flatten_dict(params).items()
+    }
+
+
+def torch_to_flax(state_dict: Mapping[str, np.ndarray], template: Mapping[str, Any]) -> dict:
+    """Fill `template` (a tree of shapes, from `model.param_shapes`) from a PyTorch state dict."""
+    out, missing = {}, []
+    for path, spec in flatten_dict(template).items():
+        key = _torch_key(path)
+        if key not in state_dict:
+            missing.append(key)
+            continue
+        array = _to_flax_layout(path[-1], np.asarray(state_dict[key], dtype=np.float32))
+        if array.shape != tuple(spec.shape):
+            raise KoCLIPError(f"weight {key} has shape {array.shape}, the config expects {tuple(spec.shape)}")
+        out[path] = array
+    if missing:
+        raise KoCLIPError(
+            f"the checkpoint lacks {len(missing)} weights the config needs, e.g. {', '.join(missing[:3])}"
+        )
+    return unflatten_dict(out)

@@ -1,0 +1,137 @@
+"""Finding a model's files: a local folder, the bundled model, the Hub cache, or a download.
+
+Every failure ends in `ModelUnavailableError` / `UnknownModelError` with a message that says
+what is missing, where it was looked for, and how to get it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
+
+from koclip import registry
+from koclip.errors import ModelUnavailableError, UnknownModelError
+from koclip.registry import ModelInfo
+
+WEIGHT_FILES = [
+    "config.json",
+    "preprocessor_config.json",
+    "flax_model.msgpack",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "pytorch_model-*.bin",
+]
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    name: str
+    directory: Path
+    info: ModelInfo | None  # None for an unregistered folder or Hub id
+
+
+def offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return value.upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+
+
+def cache_dir() -> str:
+    return os.environ.get("HF_HUB_CACHE", constants.HF_HUB_CACHE)
+
+
+def _how_to_get(name: str) -> str:
+    return (
+        f"To get it: on a machine with internet, run `python -m koclip download {name}` "
+        f"(it fills the Hugging Face cache, {cache_dir()}), then copy that cache here or set HF_HUB_CACHE to it; "
+        "or pass a local folder holding the checkpoint to koclip.load. "
+        "`koclip-mini` ships with the package and always works offline."
+    )
+
+
+def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path:
+    """A local snapshot of `repo_id`: from the cache if it is there, else downloaded."""
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        pass
+    if offline():
+        raise ModelUnavailableError(
+            f"{repo_id} is not in the Hugging Face cache ({cache_dir()}) and HF_HUB_OFFLINE is set, "
+            f"so it was not downloaded. {_how_to_get(name or repo_id)}"
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise ModelUnavailableError(f"the Hub has no accessible repository {repo_id}: {type(exc).__name__}") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelUnavailableError(
+            f"{repo_id} is not in the Hugging Face cache ({cache_dir()}) and the Hub could not be reached "
+            f"({reason}). {_how_to_get(name or repo_id)}"
+        ) from None
+
+
+def is_cached(repo_id: str) -> bool:
+    try:
+        snapshot_download(repo_id, allow_patterns=["config.json"], local_files_only=True)
+        return True
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        return False
+
+
+def resolve(name_or_path: str | os.PathLike) -> Resolved:
+    """Turn a short name, a Hub id or a folder into a folder holding config.json and weights."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return Resolved(path.name, path, None)
+    info = registry.lookup(text)
+    if info is not None and info.path is not None:
+        if not (info.path / "config.json").is_file():
+            raise ModelUnavailableError(
+                f"{info.name} should ship inside the package at {info.path}, but that folder has no config.json. "
+                "Reinstall koclip, or rebuild it with the training command in the README."
+            )
+        return Resolved(info.name, info.path, info)
+    if info is not None:
+        return Resolved(info.name, fetch(info.repo_id, WEIGHT_FILES, name=info.name), info)
+    if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/", "~")):
+        return Resolved(text, fetch(text, WEIGHT_FILES), None)
+    known = ", ".join(registry.MODELS)
+    raise UnknownModelError(
+        f"{text!r} is not a known model name ({known}), a Hugging Face Hub id (owner/name), "
+        "or an existing folder"
+    )
+
+
+def tokenizer_dir(resolved: Resolved) -> Path:
+    """The checkpoint folder when it holds a tokenizer, else the registry's tokenizer repo."""
+    if any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        return resolved.directory
+    repo = resolved.info.tokenizer if resolved.info else registry.KLUE_TOKENIZER
+    if repo is None:
+        raise ModelUnavailableError(f"{resolved.directory} has no tokenizer.json or vocab.txt")
+    return fetch(repo, TOKENIZER_FILES, name=resolved.name)
+
+
+def download(name: str) -> list[Path]:
+    """Fetch a model and its tokenizer into the cache (the `download` command)."""
+    info = registry.lookup(name)
+    if info is not None and info.path is not None:
+        return [resolve(name).directory]
+    resolved = resolve(name)
+    return [resolved.directory, tokenizer_dir(resolved)]

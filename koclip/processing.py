@@ -1,0 +1,80 @@
+"""Text and image preprocessing, with padding to a few fixed shapes.
+
+Flax compiles once per input shape. Texts are padded to a length bucket and batches to a size
+bucket, so a stream of queries of any length compiles at most once per (length, batch) bucket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from transformers import AutoTokenizer, CLIPImageProcessor, PreTrainedTokenizerBase, ViTImageProcessor
+
+from koclip.config import KoCLIPConfig
+from koclip.registry import ImageProcessorSpec
+
+LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
+BATCH_BUCKETS = (1, 4, 16, 64)
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket holding n; the largest bucket when none does."""
+    return next((b for b in buckets if b >= n), buckets[-1])
+
+
+def batches(n: int, max_batch: int = BATCH_BUCKETS[-1]) -> Iterator[slice]:
+    for start in range(0, n, max_batch):
+        yield slice(start, min(start + max_batch, n))
+
+
+def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """Pad the first axis to `rows` by repeating the last row (a valid input, unlike zeros)."""
+    if len(array) == rows:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], rows - len(array), axis=0)])
+
+
+def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    # Korean WordPiece vocabularies break if lowercased: it splits Hangul into jamo.
+    return AutoTokenizer.from_pretrained(str(directory), do_lower_case=False, strip_accents=False)
+
+
+class TextProcessor:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.buckets = tuple(b for b in LENGTH_BUCKETS if b < max_length) + (max_length,)
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def is_truncated(self, text: str) -> bool:
+        return self.token_count(text) > self.max_length
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask, padded to the length bucket of the longest text."""
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        length = bucket(max(len(ids) for ids in encoded), self.buckets)
+        input_ids = np.full((len(encoded), length), self.tokenizer.pad_token_id, np.int32)
+        attention_mask = np.zeros((len(encoded), length), np.int32)
+        for row, ids in enumerate(encoded):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return input_ids, attention_mask
+
+
+def image_processor_for(spec: ImageProcessorSpec | None, config: KoCLIPConfig):
+    """The registry's processor; for an unregistered model, one that suits its vision tower."""
+    kind = spec.kind if spec else ("clip" if config.vision_type == "clip" else "vit")
+    size = spec.size if spec else config.image_size
+    if kind == "clip":
+        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return ViTImageProcessor(size={"height": size, "width": size})
+
+
+def pixels_nhwc(processor, images: Sequence) -> np.ndarray:
+    """Preprocess RGB PIL images into a float32 NHWC batch."""
+    nchw = processor(images=list(images), return_tensors="np")["pixel_values"]
+    return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1), dtype=np.float32)
