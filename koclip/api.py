@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +37,19 @@ class KoCLIP:
         self.backend = backend
         self.text_processor = TextProcessor(tokenizer, ckpt.config.max_text_length)
         self.image_processor = image_processor
+
+    @functools.cached_property
+    def revision(self) -> str:
+        """The Hub commit for a cached snapshot; otherwise a digest of the weight files."""
+        if self.directory.parent.name == "snapshots":
+            return self.directory.name
+        digest = hashlib.sha256()
+        for path in sorted(self.directory.glob("*")):
+            if path.suffix in (".msgpack", ".safetensors", ".bin", ".json") and path.is_file():
+                with path.open("rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(chunk)
+        return "sha256:" + digest.hexdigest()[:16]
 
     @property
     def dim(self) -> int:

@@ -58,7 +58,7 @@ class TorchBackend:
 
         self.torch = torch
         self.model = TorchDualEncoder(config).eval()
-        tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in state.items()}
+        tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
         result = self.model.load_state_dict(tensors, strict=False)
         buffers = {name for name, _ in self.model.named_buffers()}
         missing = [k for k in result.missing_keys if k not in buffers]

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,21 +52,24 @@ RGB = {
 }
 # Light pastels, two mid tones and a dark one. The mid tones contrast with every object colour,
 # so any set of colours has at least one background to go on.
-_BACKGROUNDS = (
-    (238, 236, 230),
-    (222, 228, 236),
-    (246, 214, 220),
-    (214, 238, 214),
-    (204, 222, 244),
-    (248, 240, 204),
-    (226, 216, 242),
-    (120, 150, 140),
-    (150, 140, 120),
-    (56, 60, 70),
+_BACKGROUNDS = np.array(
+    [
+        (238, 236, 230),
+        (222, 228, 236),
+        (246, 214, 220),
+        (214, 238, 214),
+        (204, 222, 244),
+        (248, 240, 204),
+        (226, 216, 242),
+        (120, 150, 140),
+        (150, 140, 120),
+        (56, 60, 70),
+    ],
+    dtype=float,
 )
 MIN_CONTRAST = 100.0  # RGB distance between an object colour and any background colour under it
 _GRADIENT = 18.0  # largest brightness shift across a gradient background
-_NOISE = 16.0  # noise std at supersampled resolution, about 4 after downsampling
+_NOISE = 4.0  # std of the per-pixel background noise
 _SUPERSAMPLE = 4
 _SIDE = {"큰": (0.40, 0.55), "작은": (0.22, 0.30)}  # object extent as a fraction of the canvas
 _ROTATABLE = ("사각형", "삼각형", "별")
@@ -114,6 +117,9 @@ class Query:
     count: int | None = None
 
 
+_SPEC_KEYS = ("shape", "color", "size", "position")
+
+
 @dataclass
 class Scene:
     image: Image.Image
@@ -125,7 +131,7 @@ class Scene:
 
 def _fits(spec: ObjectSpec, obj: dict[str, Any]) -> bool:
     return all(
-        (wanted := getattr(spec, f.name)) is None or obj[f.name] == wanted for f in fields(spec)
+        (wanted := getattr(spec, key)) is None or obj[key] == wanted for key in _SPEC_KEYS
     )
 
 
@@ -201,7 +207,7 @@ def _make(
     return obj, outline
 
 
-def _overlap(a: list[int], b: list[int]) -> float:
+def _overlap(a: list[float], b: list[int]) -> float:
     """Intersection area as a fraction of the smaller box."""
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
@@ -216,17 +222,18 @@ def _scatter(
     while True:  # start the layout over when an object finds no free spot
         placed: list[tuple[dict[str, Any], np.ndarray]] = []
         for shape, color in pairs:
+            size = SIZES[rng.integers(len(SIZES))]  # drawn once, so big objects stay common
             for _ in range(50):
-                size = SIZES[rng.integers(len(SIZES))]
                 extent = side * rng.uniform(*_SIDE[size])
                 # Aim at a random position's region so every position word is common.
                 margin = extent / 2 / side
                 (ax, bx), (ay, by) = _REGIONS[POSITIONS[rng.integers(len(POSITIONS))]]
                 cx = rng.uniform(max(ax, margin), min(bx, 1 - margin)) * side
                 cy = rng.uniform(max(ay, margin), min(by, 1 - margin)) * side
-                obj, outline = _make(rng, shape, color, size, extent, cx, cy, (side, side))
-                if all(_overlap(obj["box"], o["box"]) <= _MAX_OVERLAP for o, _ in placed):
-                    placed.append((obj, outline))
+                # The square of side `extent` holds the object however it ends up rotated.
+                bound = [cx - extent / 2, cy - extent / 2, cx + extent / 2, cy + extent / 2]
+                if all(_overlap(bound, o["box"]) <= _MAX_OVERLAP for o, _ in placed):
+                    placed.append(_make(rng, shape, color, size, extent, cx, cy, (side, side)))
                     break
             else:
                 break
@@ -234,38 +241,41 @@ def _scatter(
             return placed
 
 
-def _background(rng: np.random.Generator, colors: list[str], width: int, height: int) -> np.ndarray:
-    """A solid, gradient or noisy background, at supersampled size, contrasting with `colors`."""
+def _background(rng: np.random.Generator, colors: list[str], width: int, height: int) -> Image.Image:
+    """A solid, gradient or lightly noisy background that contrasts with every colour in `colors`.
+
+    It is made at output size and enlarged without smoothing, so its noise stays per-pixel
+    after the final downsampling.
+    """
     style = rng.integers(3)
     shift = rng.uniform(-_GRADIENT, _GRADIENT) if style == 1 else 0.0
-    ends = [np.asarray(RGB[c], dtype=float) for c in colors]
-    usable = [
-        b for b in _BACKGROUNDS
-        if all(np.linalg.norm(np.clip(np.add(b, d), 0, 255) - c) >= MIN_CONTRAST
-               for d in (0.0, shift) for c in ends)
-    ]
-    base = np.asarray(usable[rng.integers(len(usable))], dtype=float)
-    h, w = height * _SUPERSAMPLE, width * _SUPERSAMPLE
-    pixels = np.broadcast_to(base, (h, w, 3)).copy()
+    # Both ends of a gradient must contrast with every object colour.
+    ends = np.clip(_BACKGROUNDS[:, None, :] + [[0.0], [shift]], 0, 255)  # (background, end, rgb)
+    objects = np.array([RGB[c] for c in colors], dtype=float)
+    distance = np.linalg.norm(ends[:, :, None, :] - objects[None, None], axis=-1)
+    usable = np.flatnonzero((distance >= MIN_CONTRAST).all(axis=(1, 2)))
+    pixels = np.broadcast_to(_BACKGROUNDS[rng.choice(usable)], (height, width, 3)).copy()
     if style == 1:
         a = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        yy, xx = np.mgrid[0:height, 0:width]
         ramp = xx * np.cos(a) + yy * np.sin(a)
         ramp = (ramp - ramp.min()) / (np.ptp(ramp) or 1.0)
         pixels += shift * ramp[..., None]
     elif style == 2:
         pixels += rng.normal(0, _NOISE, pixels.shape)
-    return np.clip(pixels, 0, 255)
+    small = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return small.resize((width * _SUPERSAMPLE, height * _SUPERSAMPLE), Image.NEAREST)
 
 
-def _render(background: np.ndarray, items: list[tuple[dict[str, Any], np.ndarray]]) -> Image.Image:
-    """Draw at supersampled size, then downsample: anti-aliased edges without a slow rasteriser."""
-    canvas = Image.fromarray(background.astype(np.uint8))
-    draw = ImageDraw.Draw(canvas)
+def _render(background: Image.Image, items: list[tuple[dict[str, Any], np.ndarray]]) -> Image.Image:
+    """Draw at supersampled size, then average each block of pixels: anti-aliased edges.
+
+    Plain block averaging is exact supersampling and, unlike Lanczos, adds no ringing at edges.
+    """
+    draw = ImageDraw.Draw(background)
     for obj, outline in items:
-        draw.polygon([tuple(p) for p in outline * _SUPERSAMPLE], fill=RGB[obj["color"]])
-    size = (canvas.width // _SUPERSAMPLE, canvas.height // _SUPERSAMPLE)
-    return canvas.resize(size, Image.LANCZOS)
+        draw.polygon((outline * _SUPERSAMPLE).ravel().tolist(), fill=RGB[obj["color"]])
+    return background.reduce(_SUPERSAMPLE)
 
 
 # ---------------------------------------------------------------- captions
@@ -344,11 +354,11 @@ def _captions(
 ) -> tuple[list[str], list[Query], str]:
     main, main_query, english = _main_caption(objects)
     chosen = {main: main_query}  # text -> query; a dict keeps order and drops repeats
+    options = [_short_captions(obj, objects) for obj in objects]
     wanted = int(rng.integers(4, 7))
     while len(chosen) < wanted:  # one object alone supports 13 distinct captions
-        obj = objects[rng.integers(len(objects))]
-        options = _short_captions(obj, objects)
-        text, query = options[rng.integers(len(options))]
+        about = options[rng.integers(len(options))]
+        text, query = about[rng.integers(len(about))]
         chosen.setdefault(text, query)
     return list(chosen), list(chosen.values()), english
 

@@ -1,0 +1,19 @@
+"""`python -m koclip download NAME`: fill the Hugging Face cache so the model later loads offline."""
+
+from __future__ import annotations
+
+import argparse
+
+from koclip import hub, registry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(registry.MODELS)
+    parser.add_argument("name", help=f"a model name ({names}) or a Hub id (owner/name)")
+
+
+def main(args: argparse.Namespace) -> int:
+    for path in hub.download(args.name):
+        print(path)
+    print(f"{args.name} is ready; koclip.load({args.name!r}) now works offline (HF_HUB_OFFLINE=1).")
+    return 0

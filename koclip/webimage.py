@@ -1,0 +1,148 @@
+"""Fetching an image from a URL a user typed, without letting that URL reach private networks.
+
+The host is resolved here and every address it resolves to is checked; the connection then goes
+to that vetted address, so a second DNS answer cannot swap in another one (DNS rebinding).
+Redirects are followed by hand, each hop checked the same way. Downloads are capped in size and
+in total time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from urllib.parse import urljoin, urlsplit
+
+from PIL import Image
+
+from koclip.errors import KoCLIPError
+from koclip.images import open_image
+
+MAX_BYTES = 20 * 1024 * 1024
+TIMEOUT_S = 10.0
+MAX_REDIRECTS = 3
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CHUNK = 64 * 1024
+
+
+class FetchError(KoCLIPError):
+    """A URL that is refused, unreachable, too slow, too large, or does not answer with content."""
+
+
+def is_public(address: str) -> bool:
+    """Whether an IP address belongs to the public internet (not loopback, private, link-local...)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id such as %eth0
+    candidates = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv6 address can carry an IPv4 one that the network routes to (::ffff:10.0.0.1, 6to4).
+        candidates += [embedded for embedded in (ip.ipv4_mapped, ip.sixtofour) if embedded is not None]
+    return all(
+        c.is_global
+        and not (c.is_private or c.is_loopback or c.is_link_local or c.is_multicast or c.is_reserved or c.is_unspecified)
+        for c in candidates
+    )
+
+
+def _vet(url: str, allow_loopback: bool) -> tuple[str, str, int, str]:
+    """Check a URL and resolve its host: (scheme, host, port, address to connect to)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise FetchError(f"only http:// and https:// URLs can be fetched, not {url[:100]!r}")
+    if not parts.hostname:
+        raise FetchError(f"the URL {url[:100]!r} names no host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise FetchError(f"the URL {url[:100]!r} has an invalid port") from None
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"could not resolve {parts.hostname!r} ({exc})") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        loopback_allowed = allow_loopback and ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        if not (is_public(address) or loopback_allowed):
+            raise FetchError(
+                f"{parts.hostname!r} resolves to {address}, which is not a public internet address; "
+                "only images on the public web can be fetched"
+            )
+    return parts.scheme, parts.hostname, port, addresses[0]
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to a vetted address, sending the URL's host name in the Host header."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(_PinnedHTTP):
+    """As `_PinnedHTTP`, with TLS whose certificate is checked against the URL's host name."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+
+
+def fetch_bytes(
+    url: str,
+    max_bytes: int = MAX_BYTES,
+    timeout: float = TIMEOUT_S,
+    allow_loopback: bool = False,  # only for tests against a local server
+) -> bytes:
+    """The body of `url`, after at most MAX_REDIRECTS vetted redirects, within `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
+    for _ in range(MAX_REDIRECTS + 1):
+        scheme, host, port, address = _vet(url, allow_loopback)
+        connection_type = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
+        connection = connection_type(host, port, address, timeout=max(deadline - time.monotonic(), 0.01))
+        try:
+            target = urlsplit(url)
+            path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+            connection.request("GET", path, headers={"User-Agent": "koclip-demo", "Accept": "image/*"})
+            sock = connection.sock  # the connection lets go of it once the response says it will close
+            response = connection.getresponse()
+            if response.status in _REDIRECTS and response.getheader("Location"):
+                url = urljoin(url, response.getheader("Location"))
+                continue
+            if response.status != 200:
+                raise FetchError(f"the server answered {response.status} {response.reason} for {url[:100]}")
+            return _read_capped(sock, response, max_bytes, deadline)
+        except (OSError, http.client.HTTPException) as exc:
+            if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
+                raise FetchError(f"{url[:100]} did not answer within {timeout:.0f} seconds") from None
+            raise FetchError(f"could not fetch {url[:100]} ({exc})") from None
+        finally:
+            connection.close()
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects; stopped at {url[:100]}")
+
+
+def _read_capped(sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    """Stream the body, stopping as soon as it passes `max_bytes` or the deadline."""
+    too_large = FetchError(f"the image is larger than the {max_bytes / 1e6:.0f} MB limit")
+    length = response.getheader("Content-Length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise too_large
+    body = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)  # a slow trickle must not outlast the deadline
+        chunk = response.read1(_CHUNK)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large
+
+
+def fetch_image(url: str) -> Image.Image:
+    """An RGB image from a public http(s) URL; refused like any other image if it is not one."""
+    return open_image(fetch_bytes(url))

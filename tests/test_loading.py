@@ -1,0 +1,109 @@
+"""Checkpoints in every published format load through koclip.load and match transformers."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import FlaxVisionTextDualEncoderModel, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+
+import koclip
+import tiny
+
+TEXTS = ["이것은 고양이 이다.", "a photo of a dog", "빨간 자동차가 도로 위에 있다 그리고 강아지 두 마리"]
+
+
+def images():
+    rng = np.random.default_rng(0)
+    return [
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)),
+        Image.new("RGB", (32, 32), (200, 30, 30)),
+        Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)),
+    ]
+
+
+def normalize(x):
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def reference_inputs(model: koclip.KoCLIP):
+    tok = model.text_processor.tokenizer(TEXTS, padding=True, return_tensors="np")
+    return tok["input_ids"], tok["attention_mask"], model.preprocess(images())
+
+
+def roberta_positions(mask):
+    return np.cumsum(mask, axis=1) * mask + 1
+
+
+@pytest.fixture(scope="module", params=["clip", "vit"])
+def hybrid_clip(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(f"hybrid-{request.param}")
+    cfg, params = tiny.write_hybrid_clip(directory, seed=1, kind=request.param)
+    return directory, cfg, params
+
+
+def test_hybrid_clip_checkpoint_matches_transformers_flax(hybrid_clip):
+    directory, cfg, params = hybrid_clip
+    model = koclip.load(directory)
+    ids, mask, pixels = reference_inputs(model)
+    ref_config = VisionTextDualEncoderConfig.from_vision_text_configs(
+        cfg.vision_config, cfg.text_config, projection_dim=cfg.projection_dim
+    )
+    reference = FlaxVisionTextDualEncoderModel(ref_config)
+    ref_text = reference.get_text_features(
+        jnp.asarray(ids), jnp.asarray(mask), position_ids=jnp.asarray(roberta_positions(mask)), params=params
+    )
+    ref_image = reference.get_image_features(jnp.asarray(pixels), params=params)  # NHWC, see STACK.md
+    np.testing.assert_allclose(model.encode_text(TEXTS), normalize(ref_text), atol=1e-5)
+    np.testing.assert_allclose(model.encode_image(images()), normalize(ref_image), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def pytorch_export(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("vtde")
+    tiny.write_vision_text_dual_encoder(directory, seed=2)
+    return directory
+
+
+@pytest.mark.parametrize("backend", ["flax", "torch"])
+def test_pytorch_export_matches_transformers_torch(pytorch_export, backend):
+    model = koclip.load(pytorch_export, backend=backend)
+    ids, mask, pixels = reference_inputs(model)
+    reference = VisionTextDualEncoderModel.from_pretrained(pytorch_export).eval()
+    with torch.no_grad():
+        ref_text = reference.get_text_features(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        ref_image = reference.get_image_features(pixel_values=torch.from_numpy(pixels.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(model.encode_text(TEXTS), normalize(ref_text), atol=1e-5)
+    np.testing.assert_allclose(model.encode_image(images()), normalize(ref_image), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["clip", "vit", "conv"])
+def test_flax_and_torch_backends_agree(tmp_path, kind):
+    tiny.write_hybrid_clip(tmp_path, seed=3, kind=kind)
+    flax_model, torch_model = koclip.load(tmp_path), koclip.load(tmp_path, backend="torch")
+    np.testing.assert_allclose(flax_model.encode_text(TEXTS), torch_model.encode_text(TEXTS), atol=1e-4)
+    np.testing.assert_allclose(flax_model.encode_image(images()), torch_model.encode_image(images()), atol=1e-4)
+    assert flax_model.logit_scale == pytest.approx(torch_model.logit_scale)
+
+
+@pytest.mark.parametrize("backend", ["flax", "torch"])
+def test_koclip_save_round_trips(tmp_path, backend):
+    tiny.write_hybrid_clip(tmp_path / "src", seed=4, kind="conv")
+    original = koclip.load(tmp_path / "src", backend=backend)
+    saved = original.save(tmp_path / "saved")
+    assert (saved / "config.json").is_file() and (saved / "tokenizer.json").is_file()
+    reloaded = koclip.load(saved)
+    np.testing.assert_allclose(reloaded.encode_text(TEXTS), original.encode_text(TEXTS), atol=1e-5)
+    np.testing.assert_allclose(reloaded.encode_image(images()), original.encode_image(images()), atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders were left behind"
+
+
+def test_embeddings_are_unit_float32_rows(hybrid_clip):
+    model = koclip.load(hybrid_clip[0])
+    text, image = model.encode_text(TEXTS), model.encode_image(images())
+    assert text.dtype == image.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
+    # Batching and padding to buckets must not change a row's embedding.
+    np.testing.assert_allclose(model.encode_text(TEXTS[1:2])[0], text[1], atol=1e-5)

@@ -1,0 +1,163 @@
+"""Tests for koclip.scenes: determinism, captions that tell the truth, and the exports."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from koclip import scenes as S
+from koclip.cli import main as cli
+
+NUMBER_WORDS = {"한": 1, "두": 2, "세": 3, "네": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9}
+
+
+@pytest.fixture(scope="module")
+def many() -> list[S.Scene]:
+    return S.generate(2000, seed=1)
+
+
+def pixels(scene: S.Scene) -> np.ndarray:
+    return np.asarray(scene.image)
+
+
+def expected_position(box: list[int], side: int) -> str:
+    cx, cy = (box[0] + box[2]) / 2 / side, (box[1] + box[3]) / 2 / side
+    if cx < 1 / 3:
+        return "왼쪽"
+    if cx > 2 / 3:
+        return "오른쪽"
+    return "위" if cy < 1 / 3 else "아래" if cy > 2 / 3 else "가운데"
+
+
+def test_same_seed_same_scenes_and_prefix_stable() -> None:
+    a, b = S.generate(4, seed=7), S.generate(6, seed=7)[:4]
+    for x, y in zip(a, b):
+        assert np.array_equal(pixels(x), pixels(y))
+        assert (x.captions_ko, x.caption_en, x.objects) == (y.captions_ko, y.caption_en, y.objects)
+    assert np.array_equal(pixels(S.composite(3)), pixels(S.composite(3)))
+
+
+def test_different_seed_different_scenes() -> None:
+    a, b = S.generate(4, seed=7), S.generate(4, seed=8)
+    assert all(not np.array_equal(pixels(x), pixels(y)) for x, y in zip(a, b))
+    assert [x.captions_ko for x in a] != [y.captions_ko for y in b]
+
+
+def test_every_query_holds_for_its_own_scene(many: list[S.Scene]) -> None:
+    for scene in many:
+        assert 1 <= len(scene.objects) <= 3
+        assert 4 <= len(scene.captions_ko) <= 6 and len(scene.queries) == len(scene.captions_ko)
+        assert len(set(scene.captions_ko)) == len(scene.captions_ko)
+        for obj in scene.objects:
+            assert obj["position"] == expected_position(obj["box"], 64)
+        for caption, query in zip(scene.captions_ko, scene.queries):
+            assert S.matches(query, scene.objects), (caption, scene.objects)
+            stated = re.search(r"(\S+) 개", caption)
+            if stated:  # the number word is the true count, which the query checks
+                assert NUMBER_WORDS[stated.group(1)] == query.count, caption
+            else:
+                assert query.count is None, caption
+
+
+def test_generator_covers_the_vocabulary(many: list[S.Scene]) -> None:
+    objects = [o for s in many for o in s.objects]
+    for key, words in (("shape", S.SHAPES), ("color", S.COLORS), ("size", S.SIZES),
+                       ("position", S.POSITIONS)):
+        assert {o[key] for o in objects} == set(words)
+    single = sum(len(s.objects) == 1 for s in many) / len(many)
+    assert 0.3 < single < 0.5
+    text = " ".join(c for s in many for c in s.captions_ko)
+    for form in ("이것은 별 이다.", "이것은 빨간 것 이다.", "이것은 파란 원 이다.", "원 두 개", "오른쪽에 있는"):
+        assert form in text
+
+
+def test_particles_follow_the_final_consonant(many: list[S.Scene]) -> None:
+    text = " ".join(c for s in many for c in s.captions_ko)
+    for right in ("하트가 있다", "원이 있다", "별이 있다", "사각형이 있다", "하트와 ", "원과 ", "개가 있다"):
+        assert right in text
+    for wrong in ("하트이 ", "원가 ", "별가 ", "형가 ", "하트과 ", "원와 ", "별와 ", "개이 "):
+        assert wrong not in text
+
+
+def test_matches_checks_every_field_and_exact_counts() -> None:
+    objects = [
+        {"shape": "원", "color": "빨간", "size": "큰", "position": "왼쪽", "box": [0, 0, 9, 9]},
+        {"shape": "원", "color": "파란", "size": "작은", "position": "위", "box": [0, 0, 9, 9]},
+    ]
+    circle, red = S.ObjectSpec(shape="원"), S.ObjectSpec(color="빨간")
+    assert S.matches(S.Query((circle,), count=2), objects)
+    assert not S.matches(S.Query((circle,), count=1), objects)
+    assert S.matches(S.Query((red, S.ObjectSpec(shape="원", size="작은"))), objects)
+    assert not S.matches(S.Query((S.ObjectSpec(color="빨간", position="위"),)), objects)
+
+
+def dominant_colour(image: np.ndarray, box: list[int]) -> str:
+    """The palette colour nearest the median pixel of the box's central patch."""
+    cx, cy = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+    r = max(1, (box[2] - box[0]) // 10)
+    patch = image[cy - r : cy + r + 1, cx - r : cx + r + 1].reshape(-1, 3)
+    median = np.median(patch, axis=0)
+    return min(S.RGB, key=lambda c: np.linalg.norm(median - np.array(S.RGB[c])))
+
+
+def test_labels_describe_the_pixels(many: list[S.Scene]) -> None:
+    for scene in many[:400] + [S.composite(seed) for seed in range(10)]:
+        image = pixels(scene)
+        for obj in scene.objects:
+            assert dominant_colour(image, obj["box"]) == obj["color"], obj
+
+
+def test_single_object_shows_the_requested_colour() -> None:
+    image = np.asarray(S.single_object("삼각형", "파란", 64, seed=4, big=False))
+    assert image.shape == (64, 64, 3)
+    blue = np.linalg.norm(image - np.array(S.RGB["파란"]), axis=-1) < 40
+    assert 0.015 < blue.mean() < 0.1  # a small triangle covers a few percent of the canvas
+
+
+@pytest.mark.parametrize("grid", [2, 3, 4])
+def test_composite_objects_stay_in_their_cells(grid: int) -> None:
+    cell = 48
+    for seed in range(5):
+        scene = S.composite(seed, grid=grid, cell=cell)
+        assert scene.image.size == (grid * cell, grid * cell)
+        pairs = [(o["shape"], o["color"]) for o in scene.objects]
+        assert len(pairs) == len(set(pairs))
+        assert len({o["cell"] for o in scene.objects}) == len(scene.objects)
+        for obj in scene.objects:
+            row, col = obj["cell"]
+            x0, y0, x1, y1 = obj["box"]
+            assert col * cell <= x0 < x1 <= (col + 1) * cell
+            assert row * cell <= y0 < y1 <= (row + 1) * cell
+        for caption, query in zip(scene.captions_ko, scene.queries):
+            assert S.matches(query, scene.objects), caption
+
+
+def test_imagefolder_round_trip(tmp_path) -> None:
+    import datasets
+
+    scenes = S.generate(5, seed=2)
+    out = S.write_imagefolder(iter(scenes), tmp_path / "folder")
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)] + [
+        "metadata.jsonl"
+    ]
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+    for ds in (loaded, S.to_dataset(scenes)):
+        assert {"image", "caption_ko", "captions_ko", "caption_en", "objects"} <= set(ds.column_names)
+        assert len(ds) == 5
+        assert ds[0]["caption_ko"] == scenes[0].captions_ko[0]
+        assert ds[0]["captions_ko"] == scenes[0].captions_ko
+        assert ds[0]["objects"][0]["box"] == scenes[0].objects[0]["box"]
+        assert np.array_equal(np.asarray(ds[0]["image"].convert("RGB")), pixels(scenes[0]))
+
+
+def test_cli_help_and_run(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["scenes", "--help"])
+    assert exit_info.value.code == 0
+    assert "--composite" in capsys.readouterr().out
+    out = tmp_path / "boards"
+    assert cli(["scenes", "--composite", "--grid", "2", "--n", "2", "--out", str(out)]) == 0
+    assert (out / "metadata.jsonl").read_text(encoding="utf-8").count("\n") == 2
+    assert cli(["scenes", "--n", "1", "--out", str(out)]) == 2  # refuses a used directory
