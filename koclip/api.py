@@ -29,18 +29,20 @@ MAX_LABELS = 100
 
 
 class KoCLIP:
-    def __init__(self, name: str, ckpt: checkpoint.Checkpoint, backend, tokenizer, image_processor, info=None):
+    def __init__(self, name: str, config, backend, tokenizer, image_processor, directory: Path | None = None, info=None):
         self.name = name
-        self.config = ckpt.config
-        self.directory = ckpt.directory
+        self.config = config
+        self.directory = directory
         self.info = info
         self.backend = backend
-        self.text_processor = TextProcessor(tokenizer, ckpt.config.max_text_length)
+        self.text_processor = TextProcessor(tokenizer, config.max_text_length)
         self.image_processor = image_processor
 
     @functools.cached_property
     def revision(self) -> str:
         """The Hub commit for a cached snapshot; otherwise a digest of the weight files."""
+        if self.directory is None:
+            return "unsaved"
         if self.directory.parent.name == "snapshots":
             return self.directory.name
         digest = hashlib.sha256()
@@ -148,4 +150,5 @@ def load(name_or_path: str | os.PathLike, backend: str = "flax") -> KoCLIP:
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
     spec = resolved.info.image_processor if resolved.info else None
     processor = image_processor_for(spec, ckpt.config)
-    return KoCLIP(resolved.name, ckpt, backends.create(backend, ckpt), tokenizer, processor, resolved.info)
+    backend_impl = backends.create(backend, ckpt)
+    return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, processor, ckpt.directory, resolved.info)

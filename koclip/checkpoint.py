@@ -96,7 +96,13 @@ def read(directory: Path) -> Checkpoint:
     return ckpt
 
 
-def save(directory: str | os.PathLike, config: KoCLIPConfig, params: dict, tokenizer: Any = None) -> Path:
+def save(
+    directory: str | os.PathLike,
+    config: KoCLIPConfig,
+    params: dict,
+    tokenizer: Any = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
     """Write koclip's format: config.json, flax_model.msgpack and the tokenizer, all or nothing.
 
     Files go into a temporary sibling folder that is renamed into place only once complete.
@@ -110,6 +116,8 @@ def save(directory: str | os.PathLike, config: KoCLIPConfig, params: dict, token
         (tmp / FLAX_WEIGHTS).write_bytes(serialization.msgpack_serialize(params))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         old = None
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")

@@ -25,7 +25,7 @@ class ConvTowerConfig:
 
     image_size: int = 64
     num_channels: int = 3
-    stem_patch: int = 2
+    stem_patch: int = 4
     widths: tuple[int, ...] = (32, 64, 128)
     hidden_size: int = 128
     layer_norm_eps: float = 1e-5

@@ -65,7 +65,7 @@ class TextProcessor:
         return input_ids, attention_mask
 
 
-def image_processor_for(spec: ImageProcessorSpec | None, config: KoCLIPConfig):
+def image_processor_for(spec: ImageProcessorSpec | None, config: KoCLIPConfig | None = None):
     """The registry's processor; for an unregistered model, one that suits its vision tower."""
     kind = spec.kind if spec else ("clip" if config.vision_type == "clip" else "vit")
     size = spec.size if spec else config.image_size

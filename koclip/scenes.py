@@ -194,16 +194,22 @@ def _position(box: list[int], width: int, height: int) -> str:
 
 
 def _make(
-    rng: np.random.Generator, shape: str, color: str, size: str, extent: float,
-    cx: float, cy: float, canvas: tuple[int, int],
+    rng: np.random.Generator,
+    shape: str,
+    color: str,
+    size: str,
+    extent: float,
+    cx: float,
+    cy: float,
+    canvas: tuple[int, int],
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One object: its record (box, derived position) and the polygon to draw."""
     angle = rng.uniform(-_MAX_ROTATION, _MAX_ROTATION) if shape in _ROTATABLE else 0.0
     outline = _outline(shape, extent, angle, cx, cy)
     (x0, y0), (x1, y1) = np.floor(outline.min(axis=0)), np.ceil(outline.max(axis=0))
     box = [int(x0), int(y0), int(x1), int(y1)]
-    obj = {"shape": shape, "color": color, "size": size,
-           "position": _position(box, *canvas), "box": box}
+    position = _position(box, *canvas)
+    obj = {"shape": shape, "color": color, "size": size, "position": position, "box": box}
     return obj, outline
 
 
@@ -241,7 +247,9 @@ def _scatter(
             return placed
 
 
-def _background(rng: np.random.Generator, colors: list[str], width: int, height: int) -> Image.Image:
+def _background(
+    rng: np.random.Generator, colors: list[str], width: int, height: int
+) -> Image.Image:
     """A solid, gradient or lightly noisy background that contrasts with every colour in `colors`.
 
     It is made at output size and enlarged without smoothing, so its noise stays per-pixel
@@ -469,25 +477,23 @@ def _record(s: Scene) -> dict[str, Any]:
 
 def to_dataset(scenes: Iterable[Scene]) -> datasets.Dataset:
     """An in-memory Hugging Face dataset, one row per scene."""
-    import datasets
+    import datasets  # imported here: slow to load, and only the exports need it
 
-    scenes = list(scenes)
+    chosen = list(scenes)
     text = datasets.Value("string")
+    box = datasets.List(datasets.Value("int32"))
     features = datasets.Features(
         {
             "image": datasets.Image(),
             "caption_ko": text,
             "captions_ko": datasets.List(text),
             "caption_en": text,
-            "objects": datasets.List(
-                {"shape": text, "color": text, "size": text, "position": text,
-                 "box": datasets.List(datasets.Value("int32"))}
-            ),
+            "objects": datasets.List({k: box if k == "box" else text for k in _OBJECT_KEYS}),
         }
     )
-    records = [_record(s) for s in scenes]
+    records = [_record(s) for s in chosen]
     columns = {key: [r[key] for r in records] for key in features if key != "image"}
-    return datasets.Dataset.from_dict({"image": [s.image for s in scenes], **columns}, features)
+    return datasets.Dataset.from_dict({"image": [s.image for s in chosen], **columns}, features)
 
 
 def write_imagefolder(scenes: Iterable[Scene], out_dir: str | os.PathLike[str]) -> Path:

@@ -144,7 +144,8 @@ def test_imagefolder_round_trip(tmp_path) -> None:
     ]
     loaded = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
     for ds in (loaded, S.to_dataset(scenes)):
-        assert {"image", "caption_ko", "captions_ko", "caption_en", "objects"} <= set(ds.column_names)
+        columns = {"image", "caption_ko", "captions_ko", "caption_en", "objects"}
+        assert columns <= set(ds.column_names)
         assert len(ds) == 5
         assert ds[0]["caption_ko"] == scenes[0].captions_ko[0]
         assert ds[0]["captions_ko"] == scenes[0].captions_ko

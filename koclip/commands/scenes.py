@@ -12,12 +12,17 @@ from koclip.errors import KoCLIPError
 
 HELP = "Generate synthetic Korean-captioned scenes (PNG folder + metadata.jsonl)."
 
+
+def _words(words: tuple[str, ...]) -> str:
+    return ", ".join(f"{w} ({scenes.ENGLISH[w]})" for w in words)
+
+
 DETAILS = f"""\
 Each image holds coloured shapes on a plain, gradient or lightly noisy background:
-  shapes    {", ".join(scenes.SHAPES)}
-  colours   {", ".join(scenes.COLORS)}
-  sizes     {", ".join(scenes.SIZES)}
-  positions {", ".join(scenes.POSITIONS)}
+  shapes    {_words(scenes.SHAPES)}
+  colours   {_words(scenes.COLORS)}
+  sizes     {_words(scenes.SIZES)}
+  positions {_words(scenes.POSITIONS)}
 Ordinary scenes hold 1 to 3 objects (about 40% hold one). With --composite, each image is a
 GRID x GRID board of SIZE-pixel cells, one object or nothing per cell, no colour+shape pair
 repeated; useful for checking where a model looks.
@@ -56,9 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, metavar="DIR",
         help="directory to write into; created if missing, must be empty if it exists",
     )
-    parser.add_argument("--n", type=_int_at_least(1), default=1000, help="number of images (default: 1000)")
     parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0, help="stream of scenes to draw from (default: 0)"
+        "--n", type=_int_at_least(1), default=1000, help="number of images (default: 1000)"
+    )
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), default=0,
+        help="which stream of scenes to draw (default: 0)",
     )
     parser.add_argument(
         "--size", type=_int_at_least(scenes.MIN_SIZE), default=64,

@@ -1,0 +1,265 @@
+"""Contrastive training of a KoCLIP dual encoder (optax, jitted step, warmup + cosine, learned temperature).
+
+The loss is symmetric InfoNCE with multiple positives: when the data says which captions describe
+which images (generated scenes do), a caption like "빨간 것" counts every red image in the batch as
+a match instead of pretending all but one are wrong. Without that knowledge it is plain CLIP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+from tqdm.auto import tqdm
+
+from koclip import checkpoint, evaluate, scenes
+from koclip.api import KoCLIP
+from koclip.backends import FlaxBackend
+from koclip.config import ConvTowerConfig, KoCLIPConfig
+from koclip.errors import KoCLIPError
+from koclip.model import DualEncoder, init_params
+from koclip.processing import image_processor_for, load_tokenizer, pixels_nhwc
+from koclip.registry import CLIP_224, ImageProcessorSpec
+from koclip.tokenizer import train_wordpiece
+from transformers import RobertaConfig
+
+TRAIN_STATE = "train_state.msgpack"
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    out: str = "runs/koclip-mini"
+    towers: str = "mini"  # "mini": small towers from scratch; "pretrained": klue/roberta-large + CLIP ViT-B/32
+    data: str = "scenes"  # "scenes", or a Hugging Face dataset name or saved-dataset path
+    split: str = "train"
+    image_column: str = "image"
+    text_column: str = "caption"
+    scenes: int = 20_000  # how many generated scenes to train on
+    image_size: int = 64
+    steps: int = 2000
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    text_length: int = 24
+    eval_every: int = 250
+    save_every: int = 500
+    seed: int = 0
+    resume: bool = False
+
+
+def contrastive_loss(text: jnp.ndarray, image: jnp.ndarray, logit_scale: jnp.ndarray, positives: jnp.ndarray):
+    """Symmetric InfoNCE; `positives[i, j]` says caption i describes image j (the diagonal always does)."""
+    logits = jnp.exp(jnp.minimum(logit_scale, MAX_LOGIT_SCALE)) * text @ image.T
+    targets = positives / positives.sum(axis=1, keepdims=True)
+    targets_t = positives.T / positives.T.sum(axis=1, keepdims=True)
+    t2i = -(targets * jax.nn.log_softmax(logits, axis=1)).sum(axis=1).mean()
+    i2t = -(targets_t * jax.nn.log_softmax(logits.T, axis=1)).sum(axis=1).mean()
+    return (t2i + i2t) / 2
+
+
+def mini_config(vocab_size: int, image_size: int, text_length: int) -> KoCLIPConfig:
+    text = RobertaConfig(
+        vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+        max_position_embeddings=text_length + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    vision = ConvTowerConfig(image_size=image_size, stem_patch=4, widths=(32, 64, 128), hidden_size=128)
+    return KoCLIPConfig(text, vision, projection_dim=64)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+class SceneData:
+    """A fixed pool of generated scenes, preprocessed once; each draw picks one caption per image."""
+
+    def __init__(self, n: int, seed: int, size: int, processor):
+        pool = [scenes.scene(seed, i, size) for i in tqdm(range(n), desc="generating scenes", unit="scene")]
+        self.objects = [s.objects for s in pool]
+        self.captions = [list(zip(s.captions_ko, s.queries)) for s in pool]
+        self.pixels = np.concatenate(
+            [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, n, 512)]
+        )
+
+    def texts(self) -> Iterator[str]:
+        return (text for options in self.captions for text, _ in options)
+
+    def batch(self, rng: np.random.Generator, size: int):
+        index = rng.choice(len(self.pixels), size, replace=False)
+        picked = [self.captions[i][rng.integers(len(self.captions[i]))] for i in index]
+        positives = np.array([[scenes.matches(q, self.objects[j]) for j in index] for _, q in picked])
+        return [t for t, _ in picked], self.pixels[index], positives
+
+
+class DatasetData:
+    """Any Hugging Face dataset with an image column and a caption column (a string or a list)."""
+
+    def __init__(self, name: str, split: str, image_column: str, text_column: str, processor):
+        import datasets
+
+        path = Path(name)
+        try:
+            if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+                ds = datasets.load_from_disk(name)
+            elif path.is_dir():
+                ds = datasets.load_dataset("imagefolder", data_dir=name, split=split)
+            else:
+                ds = datasets.load_dataset(name, split=split)
+        except (FileNotFoundError, ValueError, ConnectionError) as exc:
+            raise KoCLIPError(f"could not open dataset {name!r} (split {split!r}): {exc}") from None
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+        for column in (image_column, text_column):
+            if column not in ds.column_names:
+                raise KoCLIPError(f"dataset {name!r} has no column {column!r}; it has {ds.column_names}")
+        self.ds, self.image_column, self.text_column, self.processor = ds, image_column, text_column, processor
+
+    def texts(self) -> Iterator[str]:
+        for value in self.ds[self.text_column]:
+            yield from ([value] if isinstance(value, str) else value)
+
+    def batch(self, rng: np.random.Generator, size: int):
+        rows = self.ds[rng.choice(len(self.ds), size, replace=False).tolist()]
+        texts = [t if isinstance(t, str) else t[rng.integers(len(t))] for t in rows[self.text_column]]
+        images = [im.convert("RGB") for im in rows[self.image_column]]
+        return texts, pixels_nhwc(self.processor, images), np.eye(size, dtype=bool)
+
+
+# ---------------------------------------------------------------------------------------- towers
+
+
+def pretrained_towers(image_size: int):
+    """klue/roberta-large and openai/clip-vit-base-patch32 from the Hub: the original KoCLIP recipe."""
+    from transformers import AutoTokenizer, FlaxCLIPVisionModel, FlaxRobertaModel
+
+    from koclip import hub
+
+    text_dir = hub.fetch("klue/roberta-large", ["config.json", "flax_model.msgpack", "pytorch_model.bin", *hub.TOKENIZER_FILES])
+    vision_dir = hub.fetch("openai/clip-vit-base-patch32", ["config.json", "flax_model.msgpack", "pytorch_model.bin"])
+    text = FlaxRobertaModel.from_pretrained(text_dir, add_pooling_layer=True)
+    vision = FlaxCLIPVisionModel.from_pretrained(vision_dir)
+    tokenizer = AutoTokenizer.from_pretrained(text_dir, do_lower_case=False, strip_accents=False)
+    config = KoCLIPConfig(text.config, vision.config, projection_dim=512)
+    params = init_params(config)
+    params = {**params, "text_model": text.params, "vision_model": vision.params}
+    return config, params, tokenizer
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+def _optimizer(cfg: TrainConfig):
+    warmup = min(cfg.warmup_steps, cfg.steps // 5)  # short runs (tests) still get a decay phase
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate * 0.02)
+    # Decay matrices only: norms, biases and the temperature keep their scale.
+    decay_mask = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)), schedule
+
+
+def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, step: int, rng_state: dict) -> None:
+    state = serialization.msgpack_serialize(
+        {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step, "rng": json.dumps(rng_state)}
+    )
+    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, extra_files={TRAIN_STATE: state})
+
+
+def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-length token ids (the step then compiles once), tokenising each distinct caption once."""
+    ids = np.full((len(texts), length), tokenizer.pad_token_id, np.int32)
+    for row, text in enumerate(texts):
+        if text not in cache:
+            cache[text] = tokenizer(text, truncation=True, max_length=length)["input_ids"]
+        ids[row, : len(cache[text])] = cache[text]
+    return ids, (ids != tokenizer.pad_token_id).astype(np.int32)
+
+
+def train(cfg: TrainConfig) -> Path:
+    out = Path(cfg.out)
+    rng = np.random.default_rng(cfg.seed)
+    resuming = cfg.resume and (out / TRAIN_STATE).is_file()
+    if resuming:
+        ckpt = checkpoint.read(out)
+        config, params, tokenizer = ckpt.config, ckpt.flax_params, load_tokenizer(out)
+    elif cfg.towers == "pretrained":
+        config, params, tokenizer = pretrained_towers(cfg.image_size)
+    elif cfg.towers == "mini":
+        config = params = tokenizer = None
+    else:
+        raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose mini or pretrained")
+
+    spec = CLIP_224 if cfg.towers == "pretrained" else ImageProcessorSpec("vit", cfg.image_size)
+    processor = image_processor_for(spec, config)
+    data = (
+        SceneData(cfg.scenes, cfg.seed, cfg.image_size, processor)
+        if cfg.data == "scenes"
+        else DatasetData(cfg.data, cfg.split, cfg.image_column, cfg.text_column, processor)
+    )
+    if config is None:
+        tokenizer = train_wordpiece(data.texts(), vocab_size=1000)
+        config = mini_config(len(tokenizer), cfg.image_size, cfg.text_length)
+        params = init_params(config, cfg.seed)
+
+    optimizer, schedule = _optimizer(cfg)
+    opt_state = optimizer.init(params)
+    start = 0
+    if resuming:
+        saved = serialization.msgpack_restore((out / TRAIN_STATE).read_bytes())
+        opt_state = serialization.from_state_dict(opt_state, saved["opt_state"])
+        start = int(saved["step"])
+        rng.bit_generator.state = json.loads(saved["rng"])
+
+    module = DualEncoder(config)
+    deterministic = config.text_config.hidden_dropout_prob == 0
+
+    @jax.jit
+    def step_fn(params, opt_state, ids, mask, pixels, positives, key):
+        def loss_fn(p):
+            text, image, scale = module.apply(
+                {"params": p}, ids, mask, pixels, deterministic=deterministic, rngs={"dropout": key}
+            )
+            return contrastive_loss(text, image, scale, positives)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    probe = KoCLIP("training", config, FlaxBackend(config, params), tokenizer, processor)
+    eval_singles = evaluate.single_objects(200, cfg.seed + 7_919, cfg.image_size) if cfg.data == "scenes" else None
+    cache: dict = {}
+    log = out.parent / f"{out.name}.log.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    key = jax.random.PRNGKey(cfg.seed)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
+    began = time.perf_counter()
+    for step in bar:
+        texts, pixels, positives = data.batch(rng, cfg.batch_size)
+        ids, mask = _pad_text(tokenizer, texts, cfg.text_length, cache)
+        key, sub = jax.random.split(key)
+        params, opt_state, loss = step_fn(params, opt_state, ids, mask, pixels, positives.astype(np.float32), sub)
+        done = step + 1
+        if done % 10 == 0 or done == cfg.steps:
+            rate = (done - start) * cfg.batch_size / (time.perf_counter() - began)
+            bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{rate:.0f}", lr=f"{float(schedule(step)):.1e}")
+        record = None
+        if eval_singles is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+            probe.backend.params = params
+            record = {"step": done, "loss": float(loss), "minutes": (time.perf_counter() - began) / 60,
+                      **evaluate.zero_shot_on_scenes(probe, eval_singles)}
+            bar.write(json.dumps(record, ensure_ascii=False))
+            with log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            _save(cfg, config, params, opt_state, tokenizer, done, rng.bit_generator.state)
+    bar.close()
+    return out

@@ -1,0 +1,77 @@
+"""Image → Text: zero-shot classification of one image against labels the user types."""
+
+from __future__ import annotations
+
+import re
+import time
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from koclip import DEFAULT_TEMPLATE, scenes
+from pages import common
+
+MAX_LABELS = 20
+# Templates without particles, so they read correctly whether or not a label ends in a consonant.
+ENSEMBLE = (DEFAULT_TEMPLATE, "{} 사진", "{}의 사진이다.", "{}의 그림", "사진 속의 {}")
+PHOTO_LABELS = {
+    "astronaut": ["우주비행사", "요리사", "축구 선수", "의사", "가수"],
+    "coffee": ["커피", "맥주", "우유", "녹차", "수프"],
+    "chelsea": ["고양이", "강아지", "호랑이", "토끼", "곰"],
+    "rocket": ["로켓", "비행기", "자동차", "배", "기차"],
+}
+# Each generated example's own label among near misses that share its colour or shape.
+SCENE_LABELS = {
+    ("삼각형", "파란"): ["빨간 원", "초록 사각형", "파란 삼각형", "노란 별", "보라 하트"],
+    ("원", "빨간"): ["파란 원", "빨간 사각형", "빨간 원", "노란 별", "초록 하트"],
+    ("별", "노란"): ["주황 별", "노란 원", "보라 하트", "노란 별", "검은 사각형"],
+}
+EXAMPLES = {
+    f"Generated: {color} {shape}": common.Example(partial(scenes.single_object, shape, color), "\n".join(labels))
+    for (shape, color), labels in SCENE_LABELS.items()
+} | {
+    f"Photo: {name}": common.Example(partial(common.photo, name), "\n".join(labels))
+    for name, labels in PHOTO_LABELS.items()
+}
+
+
+def parse_labels(text: str) -> list[str]:
+    """Labels one per line or comma-separated, blanks and repeats dropped."""
+    return list(dict.fromkeys(part.strip() for part in re.split(r"[,\n]", text) if part.strip()))
+
+
+st.title("Image → Text")
+st.caption("Zero-shot classification: which of your labels fits the image best?")
+model = common.current_model()
+
+left, right = st.columns([2, 3])
+with left:
+    image, example = common.image_input(EXAMPLES, key="i2t")
+    if image is not None:
+        st.image(image, width="stretch")
+with right:
+    common.follow_example("i2t_labels", EXAMPLES, example)
+    labels = parse_labels(st.text_area(f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)", key="i2t_labels"))
+    use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
+    ensemble = st.checkbox(
+        f"Prompt ensemble: average {len(ENSEMBLE)} templates", key="i2t_ensemble", disabled=not use_template
+    )
+    if image is None:
+        st.stop()
+    if not labels:
+        st.error("No labels: enter at least one, one per line or separated by commas.")
+        st.stop()
+    if len(labels) > MAX_LABELS:
+        st.error(f"{len(labels)} labels given; the limit is {MAX_LABELS}.")
+        st.stop()
+
+    template = (list(ENSEMBLE) if ensemble else DEFAULT_TEMPLATE) if use_template else None
+    start = time.perf_counter()
+    ranking = model.classify(image, labels, template)
+    elapsed = time.perf_counter() - start
+
+    chart = pd.DataFrame(ranking, columns=["label", "probability"])
+    st.bar_chart(chart, x="label", y="probability", horizontal=True, sort="-probability")
+    st.markdown("\n".join(f"{rank}. {common.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)))
+    st.caption(f"{model.name} · {elapsed * 1000:.0f} ms")

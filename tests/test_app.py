@@ -1,0 +1,160 @@
+"""The Streamlit demo, driven headless with AppTest on koclip-mini: right answers, and bad input
+that ends in an error message rather than an exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from koclip import hub, scenes
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 300  # the first run imports jax and compiles the model; later runs take well under a second
+LONG_QUERY = ("빨간 원 " * 2000)[:10_000]
+
+
+@pytest.fixture
+def app(monkeypatch) -> AppTest:
+    # Streamlit 1.67 sees the pages/ folder as an old-style multipage app and, from the second
+    # AppTest run on, runs the page alone without app.py; app.py uses st.navigation, so say so.
+    init = PagesManager.__init__
+
+    def navigation_only(self, *args, **kwargs) -> None:
+        PagesManager.uses_pages_directory = False
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(PagesManager, "__init__", navigation_only)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.selectbox(key="model_name").select("koclip-mini").run()
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [element.value for element in elements]
+
+
+def test_intro_shows_intro_md(app):
+    heading = (ROOT / "intro.md").read_text(encoding="utf-8").splitlines()[0]
+    assert any(heading in text for text in texts(app.markdown))
+    assert not app.exception
+
+
+def test_the_sidebar_says_which_models_are_ready(app):
+    options = app.selectbox(key="model_name").options
+    assert [option.split(" — ")[0] for option in options] == ["koclip-base", "koclip-large", "koclip-mini"]
+    assert "koclip-mini — ready" in options
+
+
+def test_koclip_mini_comes_with_a_notice_of_what_it_is(app):
+    page(app, "image_to_text")
+    assert any("coloured shapes" in text for text in texts(app.info))
+
+
+@pytest.mark.skipif(hub.is_cached("koclip/koclip-base"), reason="koclip-base is cached here, so it would load")
+def test_an_unavailable_model_shows_an_error_and_a_hint(app):
+    app.selectbox(key="model_name").select("koclip-base").run()
+    page(app, "image_to_text")
+    assert any("koclip-base" in text for text in texts(app.error))
+    assert any("koclip-mini" in text for text in texts(app.info))
+
+
+# ---------------------------------------------------------------- Image → Text
+
+
+def test_image_to_text_ranks_the_blue_triangle_first(app):
+    page(app, "image_to_text")
+    app.selectbox(key="i2t_example").select("Generated: 파란 삼각형").run()
+    app.text_area(key="i2t_labels").input("빨간 원, 초록 사각형\n노란 별\n파란 삼각형\n보라 하트").run()
+    assert not app.exception
+    ranking = next(text for text in texts(app.markdown) if text.startswith("1. "))
+    assert ranking.startswith("1. 파란 삼각형 — ")
+    assert ranking.count("%") == 5
+
+
+def test_image_to_text_with_a_prompt_ensemble(app):
+    page(app, "image_to_text")
+    app.selectbox(key="i2t_example").select("Generated: 파란 삼각형").run()
+    app.checkbox(key="i2t_ensemble").check().run()
+    assert not app.exception
+    assert any(text.startswith("1. 파란 삼각형 — ") for text in texts(app.markdown))
+
+
+@pytest.mark.parametrize("labels", [" , \n ", "\n".join(f"라벨{i}" for i in range(21))])
+def test_image_to_text_refuses_no_labels_or_too_many(app, labels):
+    page(app, "image_to_text")
+    app.text_area(key="i2t_labels").input(labels).run()
+    assert app.error and not app.exception
+    assert not any(text.startswith("1. ") for text in texts(app.markdown))
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/cat.jpg", "http://127.0.0.1/cat.jpg"])
+def test_a_url_that_is_not_public_http_is_refused(app, url):
+    page(app, "image_to_text")
+    app.radio(key="i2t_source").set_value("URL").run()
+    app.text_input(key="i2t_url").input(url).run()
+    assert app.error and not app.exception
+
+
+def _upload_script() -> None:
+    import io
+
+    from pages import common
+
+    common.open_upload(io.BytesIO(b"%PDF-1.4 this is not an image"))
+
+
+def test_an_upload_that_is_not_an_image_shows_an_error():
+    at = AppTest.from_function(_upload_script, default_timeout=TIMEOUT).run()
+    assert any("not a readable image" in text for text in texts(at.error))
+    assert not at.exception
+
+
+# ---------------------------------------------------------------- Text → Patch
+
+
+@pytest.mark.parametrize("seed, which", [(0, 1), (1, 2)])
+def test_text_to_patch_finds_the_queried_object_on_a_board(app, seed, which):
+    # Neither the page's default query (the first object) nor the last cell, where an untrained model tends to look.
+    target = scenes.composite(seed).objects[which]
+    page(app, "text_to_patch")
+    app.selectbox(key="t2p_example").select(f"Generated board {seed + 1} (3×3)").run()
+    app.text_input(key="t2p_query").input(f"{target['color']} {target['shape']}").run()
+    assert not app.exception
+    row, col = target["cell"]
+    assert any(f"row {row + 1}, column {col + 1}" in text for text in texts(app.markdown))
+
+
+def test_text_to_patch_scores_every_cell_of_the_grid(app):
+    page(app, "text_to_patch")
+    app.slider(key="t2p_rows").set_value(2).run()
+    app.radio(key="t2p_scores").set_value("Raw cosine similarity").run()
+    assert not app.exception
+    assert any("6 patches in one batch" in text for text in texts(app.caption))
+
+
+# ---------------------------------------------------------------- queries on both text pages
+
+
+@pytest.mark.parametrize("name, key", [("text_to_patch", "t2p_query"), ("text_to_image", "t2i_query")])
+def test_an_empty_query_shows_an_error(app, name, key):
+    page(app, name)
+    app.text_input(key=key).input("   ").run()
+    assert any("empty" in text for text in texts(app.error))
+    assert not app.exception
+
+
+@pytest.mark.parametrize("name, key", [("text_to_patch", "t2p_query"), ("text_to_image", "t2i_query")])
+def test_a_10000_character_query_is_cut_with_a_warning(app, name, key):
+    page(app, name)
+    app.text_input(key=key).input(LONG_QUERY).run()
+    assert any("only its beginning was used" in text for text in texts(app.warning))
+    assert not app.exception

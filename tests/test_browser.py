@@ -1,0 +1,156 @@
+"""The demo in a real browser: a headless Streamlit server driven by Chromium through Playwright.
+
+Every page renders, answers one query with koclip-mini, shows its images and no exception.
+Screenshots land in tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from koclip import scenes
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WAIT_MS = 240_000  # the first answer includes importing jax and compiling the model on a busy CPU
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium fonts-noto-cjk)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
+    ]
+    with open(ARTIFACTS / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, f"streamlit exited early; see {ARTIFACTS / 'server.log'}"
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "streamlit did not become healthy within 60 s"
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(WAIT_MS)
+            page.goto(server)
+            yield page
+        finally:
+            browser.close()
+
+
+def open_page(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title).wait_for()
+
+
+def settle(page) -> None:
+    """Wait until the script run has finished (the 'Running…' indicator is gone)."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+
+
+def finish(page, name: str) -> None:
+    settle(page)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    loaded = page.eval_on_selector_all(
+        '[data-testid="stMain"] img', "images => images.map(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert loaded and all(loaded), "an image on the page did not load"
+
+
+def submit(page, label: str, text: str) -> None:
+    """Type into a text box and commit it, as a user does with Enter (Ctrl+Enter in a text area)."""
+    box = page.get_by_label(label)
+    box.fill(text)
+    box.press("Control+Enter" if box.evaluate("e => e.tagName") == "TEXTAREA" else "Enter")
+
+
+def test_intro(browser_page):
+    heading = (ROOT / "intro.md").read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
+    browser_page.get_by_role("heading", name=heading).first.wait_for()
+    settle(browser_page)
+    browser_page.screenshot(path=str(ARTIFACTS / "intro.png"), full_page=True)
+    assert browser_page.locator('[data-testid="stException"]').count() == 0
+    assert "koclip-mini — ready" in browser_page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def test_image_to_text(browser_page):
+    page = browser_page
+    open_page(page, "Image → Text")
+    submit(page, "Labels (1 to 20, one per line or comma-separated)", "노란 별, 파란 삼각형, 빨간 원")
+    answers = page.locator('[data-testid="stMarkdownContainer"] ol li')
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
+    finish(page, "image_to_text")
+    assert answers.first.inner_text().startswith("파란 삼각형 — ")
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1
+
+
+def test_text_to_patch(browser_page):
+    page = browser_page
+    open_page(page, "Text → Patch")
+    target = scenes.composite(0).objects[1]
+    row, col = target["cell"]
+    query = f"{target['color']} {target['shape']}"
+    submit(page, "Query", query)
+    answer = page.get_by_text(f"Best patch for “{query}”")
+    answer.wait_for()
+    finish(page, "text_to_patch")
+    assert f"row {row + 1}, column {col + 1}" in answer.inner_text()
+
+
+def test_text_to_image(browser_page):
+    page = browser_page
+    open_page(page, "Text → Image")
+    submit(page, "Query", "빨간 원")
+    page.get_by_text("best of").wait_for()
+    finish(page, "text_to_image")
+    assert page.locator('[data-testid="stMain"] [data-testid="stImage"]').count() >= 1
