@@ -4,13 +4,13 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="KoCLIP", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="KoCLIP", page_icon=":material/image_search:", layout="wide")
 navigation = st.navigation(
     [
-        st.Page("pages/intro.py", title="Intro", icon="🏠", default=True),
-        st.Page("pages/image_to_text.py", title="Image → Text", icon="🏷️"),
-        st.Page("pages/text_to_image.py", title="Text → Image", icon="🔎"),
-        st.Page("pages/text_to_patch.py", title="Text → Patch", icon="🧩"),
+        st.Page("pages/intro.py", title="Intro", icon=":material/home:", default=True),
+        st.Page("pages/image_to_text.py", title="Image → Text", icon=":material/label:"),
+        st.Page("pages/text_to_image.py", title="Text → Image", icon=":material/image_search:"),
+        st.Page("pages/text_to_patch.py", title="Text → Patch", icon=":material/grid_view:"),
     ]
 )
 common.model_picker()

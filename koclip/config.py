@@ -75,6 +75,9 @@ class KoCLIPConfig:
     vision_config: VisionConfig
     projection_dim: int = 512
     logit_scale_init_value: float = 2.6592
+    # "pooler": RoBERTa's pooled [CLS] output, as the published models use;
+    # "mean": the mean over tokens, which lets a tower trained from scratch start learning at once.
+    text_pooling: str = "pooler"
 
     @property
     def vision_type(self) -> str:
@@ -105,6 +108,7 @@ class KoCLIPConfig:
             vision_config=vision_config_from_dict(d["vision_config"]),
             projection_dim=int(d.get("projection_dim", 512)),
             logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
+            text_pooling=d.get("text_pooling", "pooler"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +120,7 @@ class KoCLIPConfig:
             "model_type": "koclip",
             "projection_dim": self.projection_dim,
             "logit_scale_init_value": self.logit_scale_init_value,
+            "text_pooling": self.text_pooling,
             "text_config": {**self.text_config.to_dict(), "model_type": "roberta"},
             "vision_config": vision,
         }

@@ -107,3 +107,25 @@ def evaluate_scenes(model: KoCLIP, n: int = 500, seed: int = 1_000_003, size: in
         "retrieval": retrieval(model, [s.image for s in gallery], main_captions, relevant),
         "patch_top1": patch_localisation(model, [scenes.composite(seed, grid, size, i) for i in range(composites)], grid),
     }
+
+
+def evaluate_dataset(model: KoCLIP, name: str, split: str, image_column: str, text_column: str, n: int) -> dict:
+    """Recall@1/5/10 on the first `n` rows of a captioned dataset (the first caption of each row)."""
+    from koclip.train import open_dataset
+
+    rows = open_dataset(name, split, image_column, text_column)
+    rows = rows.select(range(min(n, len(rows))))
+    captions = [t if isinstance(t, str) else t[0] for t in rows[text_column]]
+    return {"model": model.name, "data": name, "split": split, "n": len(rows),
+            "retrieval": retrieval(model, rows[image_column], captions)}
+
+
+def format_report(results: dict, indent: str = "") -> str:
+    """The nested results as aligned `name: value` lines."""
+    lines = []
+    for key, value in results.items():
+        if isinstance(value, dict):
+            lines += [f"{indent}{key}:", format_report(value, indent + "  ")]
+        else:
+            lines.append(f"{indent}{key}: {value:.3f}" if isinstance(value, float) else f"{indent}{key}: {value}")
+    return "\n".join(lines)

@@ -49,7 +49,12 @@ class DualEncoder(nn.Module):
             head_mask=None,
             deterministic=deterministic,
         )
-        return l2_normalize(self.text_projection(outputs[1]))
+        if self.config.text_pooling == "mean":
+            weights = attention_mask[..., None].astype(outputs[0].dtype)
+            pooled = (outputs[0] * weights).sum(axis=1) / weights.sum(axis=1).clip(1)
+        else:
+            pooled = outputs[1]
+        return l2_normalize(self.text_projection(pooled))
 
     def encode_image(self, pixel_values, deterministic: bool = True):
         """`pixel_values` are NHWC."""

@@ -65,7 +65,12 @@ class TorchDualEncoder(nn.Module):
         mask = attention_mask.long()
         position_ids = torch.cumsum(mask, dim=1) * mask + self.config.text_config.pad_token_id
         out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        return nn.functional.normalize(self.text_projection(out[1]), dim=-1)
+        if self.config.text_pooling == "mean":
+            weights = attention_mask[..., None].to(out[0].dtype)
+            pooled = (out[0] * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        else:
+            pooled = out[1]
+        return nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`pixel_values` are NCHW, as PyTorch convolutions want them."""

@@ -75,7 +75,7 @@ def mini_config(vocab_size: int, image_size: int, text_length: int) -> KoCLIPCon
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
     vision = ConvTowerConfig(image_size=image_size, stem_patch=4, widths=(32, 64, 128), hidden_size=128)
-    return KoCLIPConfig(text, vision, projection_dim=64)
+    return KoCLIPConfig(text, vision, projection_dim=64, text_pooling="mean")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -102,28 +102,34 @@ class SceneData:
         return [t for t, _ in picked], self.pixels[index], positives
 
 
+def open_dataset(name: str, split: str, image_column: str, text_column: str):
+    """A Hugging Face dataset by Hub name, saved-dataset folder or imagefolder, checked for its columns."""
+    import datasets
+
+    path = Path(name)
+    try:
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            ds = datasets.load_from_disk(name)
+        elif path.is_dir():
+            ds = datasets.load_dataset("imagefolder", data_dir=name, split=split)
+        else:
+            ds = datasets.load_dataset(name, split=split)
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
+        raise KoCLIPError(f"could not open dataset {name!r} (split {split!r}): {exc}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds[split]
+    for column in (image_column, text_column):
+        if column not in ds.column_names:
+            raise KoCLIPError(f"dataset {name!r} has no column {column!r}; it has {ds.column_names}")
+    return ds
+
+
 class DatasetData:
     """Any Hugging Face dataset with an image column and a caption column (a string or a list)."""
 
     def __init__(self, name: str, split: str, image_column: str, text_column: str, processor):
-        import datasets
-
-        path = Path(name)
-        try:
-            if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-                ds = datasets.load_from_disk(name)
-            elif path.is_dir():
-                ds = datasets.load_dataset("imagefolder", data_dir=name, split=split)
-            else:
-                ds = datasets.load_dataset(name, split=split)
-        except (FileNotFoundError, ValueError, ConnectionError) as exc:
-            raise KoCLIPError(f"could not open dataset {name!r} (split {split!r}): {exc}") from None
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[split]
-        for column in (image_column, text_column):
-            if column not in ds.column_names:
-                raise KoCLIPError(f"dataset {name!r} has no column {column!r}; it has {ds.column_names}")
-        self.ds, self.image_column, self.text_column, self.processor = ds, image_column, text_column, processor
+        self.ds = open_dataset(name, split, image_column, text_column)
+        self.image_column, self.text_column, self.processor = image_column, text_column, processor
 
     def texts(self) -> Iterator[str]:
         for value in self.ds[self.text_column]:

@@ -8,12 +8,13 @@ in total time.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import ipaddress
 import socket
 import ssl
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from PIL import Image
 
@@ -25,6 +26,7 @@ TIMEOUT_S = 10.0
 MAX_REDIRECTS = 3
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 64 * 1024
+_URL_SAFE = "/%:@!$&'()*+,;=~?"  # characters left as they are when percent-encoding a path or query
 
 
 class FetchError(KoCLIPError):
@@ -40,13 +42,25 @@ def is_public(address: str) -> bool:
         candidates += [embedded for embedded in (ip.ipv4_mapped, ip.sixtofour) if embedded is not None]
     return all(
         c.is_global
-        and not (c.is_private or c.is_loopback or c.is_link_local or c.is_multicast or c.is_reserved or c.is_unspecified)
+        and not (c.is_private or c.is_loopback or c.is_link_local)
+        and not (c.is_multicast or c.is_reserved or c.is_unspecified)
         for c in candidates
     )
 
 
-def _vet(url: str, allow_loopback: bool) -> tuple[str, str, int, str]:
-    """Check a URL and resolve its host: (scheme, host, port, address to connect to)."""
+@dataclasses.dataclass(frozen=True)
+class _Hop:
+    """One request: where it goes, with the addresses it may connect to already vetted."""
+
+    scheme: str
+    host: str  # ASCII (IDNA), for the Host header and the TLS certificate check
+    port: int
+    addresses: tuple[str, ...]
+    target: str  # the percent-encoded path and query
+
+
+def _vet(url: str, allow_loopback: bool) -> _Hop:
+    """Check a URL and resolve its host; refuse it unless every address is public."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"only http:// and https:// URLs can be fetched, not {url[:100]!r}")
@@ -54,13 +68,11 @@ def _vet(url: str, allow_loopback: bool) -> tuple[str, str, int, str]:
         raise FetchError(f"the URL {url[:100]!r} names no host")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise FetchError(f"the URL {url[:100]!r} has an invalid port") from None
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise FetchError(f"could not resolve {parts.hostname!r} ({exc})") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        host = parts.hostname.encode("idna").decode("ascii")
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (ValueError, socket.gaierror) as exc:  # a bad port or name (UnicodeError is a ValueError)
+        raise FetchError(f"cannot resolve the host of {url[:100]!r} ({exc})") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         loopback_allowed = allow_loopback and ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
         if not (is_public(address) or loopback_allowed):
@@ -68,18 +80,28 @@ def _vet(url: str, allow_loopback: bool) -> tuple[str, str, int, str]:
                 f"{parts.hostname!r} resolves to {address}, which is not a public internet address; "
                 "only images on the public web can be fetched"
             )
-    return parts.scheme, parts.hostname, port, addresses[0]
+    target = quote(parts.path or "/", safe=_URL_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_URL_SAFE)
+    return _Hop(parts.scheme, host, port, addresses, target)
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
-    """An HTTP connection to a vetted address, sending the URL's host name in the Host header."""
+    """An HTTP connection to vetted addresses only, sending the URL's host name in the Host header."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float):
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
+    def __init__(self, hop: _Hop, timeout: float):
+        super().__init__(hop.host, hop.port, timeout=timeout)
+        self.addresses = hop.addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        error: OSError | None = None
+        for address in self.addresses:  # in resolver order, as socket.create_connection does
+            try:
+                self.sock = socket.create_connection((address, self.port), self.timeout)
+                return
+            except OSError as exc:
+                error = exc
+        raise error or OSError("no address to connect to")
 
 
 class _PinnedHTTPS(_PinnedHTTP):
@@ -99,14 +121,13 @@ def fetch_bytes(
     """The body of `url`, after at most MAX_REDIRECTS vetted redirects, within `timeout` seconds in all."""
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
-        scheme, host, port, address = _vet(url, allow_loopback)
-        connection_type = _PinnedHTTPS if scheme == "https" else _PinnedHTTP
-        connection = connection_type(host, port, address, timeout=max(deadline - time.monotonic(), 0.01))
+        hop = _vet(url, allow_loopback)
+        connection_type = _PinnedHTTPS if hop.scheme == "https" else _PinnedHTTP
+        connection = connection_type(hop, timeout=max(deadline - time.monotonic(), 0.01))
         try:
-            target = urlsplit(url)
-            path = (target.path or "/") + (f"?{target.query}" if target.query else "")
-            connection.request("GET", path, headers={"User-Agent": "koclip-demo", "Accept": "image/*"})
+            connection.request("GET", hop.target, headers={"User-Agent": "koclip-demo", "Accept": "image/*"})
             sock = connection.sock  # the connection lets go of it once the response says it will close
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
             response = connection.getresponse()
             if response.status in _REDIRECTS and response.getheader("Location"):
                 url = urljoin(url, response.getheader("Location"))

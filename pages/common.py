@@ -25,7 +25,6 @@ from koclip.errors import KoCLIPError
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_KEY = "model_name"
 READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image sample photos, shipped with it
 MINI_NOTICE = (
     "**koclip-mini** is a tiny model trained on generated scenes of coloured shapes, not on photos. "
     "Try shapes and colours, like **빨간 원** or **파란 삼각형**; on photos its answers mean little."
@@ -90,7 +89,7 @@ def current_model() -> koclip.KoCLIP:
     """The model picked in the sidebar, loaded once per process; on failure, an error and a stop."""
     name = st.session_state.get(MODEL_KEY, "koclip-mini")
     if name == "koclip-mini":
-        st.info(MINI_NOTICE, icon="ℹ️")
+        st.info(MINI_NOTICE, icon=":material/info:")
     doing = "Downloading and loading" if availability(name) == DOWNLOAD else "Loading"
     try:
         with st.spinner(f"{doing} {name}; this happens once per server…"):
@@ -106,6 +105,7 @@ def current_model() -> koclip.KoCLIP:
 
 @st.cache_data(show_spinner=False)
 def photo(name: str) -> Image.Image:
+    """A scikit-image sample photo (astronaut, coffee, chelsea, rocket): shipped with it, no download."""
     return Image.fromarray(getattr(skimage.data, name)())
 
 

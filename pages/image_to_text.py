@@ -52,7 +52,8 @@ with left:
         st.image(image, width="stretch")
 with right:
     common.follow_example("i2t_labels", EXAMPLES, example)
-    labels = parse_labels(st.text_area(f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)", key="i2t_labels"))
+    labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
+    labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
     ensemble = st.checkbox(
         f"Prompt ensemble: average {len(ENSEMBLE)} templates", key="i2t_ensemble", disabled=not use_template
@@ -73,5 +74,6 @@ with right:
 
     chart = pd.DataFrame(ranking, columns=["label", "probability"])
     st.bar_chart(chart, x="label", y="probability", horizontal=True, sort="-probability")
-    st.markdown("\n".join(f"{rank}. {common.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)))
+    lines = [f"{rank}. {common.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)]
+    st.markdown("\n".join(lines))
     st.caption(f"{model.name} · {elapsed * 1000:.0f} ms")

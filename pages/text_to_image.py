@@ -41,7 +41,7 @@ collection = open_gallery(str(chosen))
 st.caption(f"{collection.manifest['count']} images, embedded with {collection.manifest['model']}")
 
 st.write("Examples:")
-for column, example in zip(st.columns(len(EXAMPLE_QUERIES)), EXAMPLE_QUERIES):
+for column, example in zip(st.columns(len(EXAMPLE_QUERIES)), EXAMPLE_QUERIES, strict=True):
     column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
 st.session_state.setdefault("t2i_query", EXAMPLE_QUERIES[0])
 query = common.query_input(model, "t2i_query")

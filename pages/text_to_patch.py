@@ -6,7 +6,6 @@ import time
 from functools import partial
 
 import streamlit as st
-from PIL import Image
 
 from koclip import scenes
 from koclip.patches import MAX_GRID, heatmap_overlay, rank_patches
@@ -29,7 +28,8 @@ def board_query(seed: int) -> str:
 
 
 EXAMPLES = {
-    f"Generated board {seed + 1} (3×3)": common.Example(lambda seed=seed: board(seed).image, board_query(seed)) for seed in BOARD_SEEDS
+    f"Generated board {seed + 1} (3×3)": common.Example(lambda seed=seed: board(seed).image, board_query(seed))
+    for seed in BOARD_SEEDS
 } | {
     f"Photo: {name}": common.Example(partial(common.photo, name), query) for name, query in PHOTO_QUERIES.items()
 }
@@ -68,4 +68,5 @@ for rank, index in enumerate(ranking.order):
     row, col = ranking.cell(index)
     score = f"{scores[index]:.1%}" if softmax else f"{scores[index]:.3f}"
     with columns[rank % THUMBNAILS_PER_ROW]:
-        st.image(image.crop(ranking.boxes[index]), caption=f"#{rank + 1} · r{row + 1} c{col + 1} · {score}", width="stretch")
+        caption = f"#{rank + 1} · r{row + 1} c{col + 1} · {score}"
+        st.image(image.crop(ranking.boxes[index]), caption=caption, width="stretch")

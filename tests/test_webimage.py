@@ -35,8 +35,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        self.server.hosts.append(self.headers["Host"])
-        if self.path == "/image.png":
+        self.server.requests.append((self.headers["Host"], self.path))
+        if self.path in ("/image.png", "/%EA%B7%B8%EB%A6%BC%201.png?size=%ED%81%B0"):
             self._send(200, _png(), Content_Type="image/png")
         elif self.path == "/redirect":
             self._send(302, Location="/image.png")
@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
-    httpd.hosts = []
+    httpd.requests = []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -161,7 +161,21 @@ def test_connects_to_the_vetted_address_and_sends_the_host_name(server, monkeypa
     answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
     monkeypatch.setattr(webimage.socket, "getaddrinfo", lambda *a, **k: answers)
     assert fetch_bytes(f"http://images.example:{port}/image.png", allow_loopback=True) == _png()
-    assert server.hosts[-1] == f"images.example:{port}"
+    assert server.requests[-1] == (f"images.example:{port}", "/image.png")
+
+
+def test_a_korean_host_and_path_are_encoded_for_the_wire(server, monkeypatch):
+    port = server.server_address[1]
+    asked = []
+
+    def resolve(host, *args, **kwargs):
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(webimage.socket, "getaddrinfo", resolve)
+    assert fetch_bytes(f"http://사진.example:{port}/그림 1.png?size=큰", allow_loopback=True) == _png()
+    assert asked[0] == "xn--vf4bi0o.example"
+    assert server.requests[-1][0] == f"xn--vf4bi0o.example:{port}"
 
 
 def test_a_redirect_to_a_private_address_is_refused(server):

@@ -1,0 +1,92 @@
+"""The encoding API: templates and ensembles, compile buckets, image modes and orientation."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import koclip
+import tiny
+from koclip.images import open_image
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("api-model")
+    tiny.write_hybrid_clip(directory, seed=5, kind="conv")
+    return koclip.load(directory)
+
+
+def test_template_changes_the_encoded_text(model):
+    assert model.prompts(["고양이"]) == [["이것은 고양이 이다."]]
+    assert model.prompts(["고양이"], template=None) == [["고양이"]]
+    ensemble = ["이것은 {} 이다.", "{} 사진", "a photo of {}"]
+    assert model.prompts(["고양이"], template=ensemble) == [["이것은 고양이 이다.", "고양이 사진", "a photo of 고양이"]]
+
+
+def test_classify_encodes_the_template_and_averages_an_ensemble(model, monkeypatch):
+    seen = []
+    original = model.encode_text
+    monkeypatch.setattr(model, "encode_text", lambda texts: seen.extend(texts) or original(texts))
+    image = Image.new("RGB", (40, 40), (10, 200, 10))
+    model.classify(image, ["고양이", "강아지"])
+    assert seen == ["이것은 고양이 이다.", "이것은 강아지 이다."]
+    seen.clear()
+    model.classify(image, ["고양이", "강아지"], template=None)
+    assert seen == ["고양이", "강아지"]
+    ensemble = ["이것은 {} 이다.", "{} 사진"]
+    combined = model.label_embeddings(["고양이"], ensemble)[0]
+    mean = original(["이것은 고양이 이다.", "고양이 사진"]).mean(axis=0)
+    np.testing.assert_allclose(combined, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_classify_returns_sorted_probabilities_that_follow_similarity(model):
+    image = Image.new("RGB", (40, 40), (200, 10, 10))
+    labels = ["고양이", "강아지", "자동차", "바다"]
+    result = model.classify(image, labels)
+    probs = [p for _, p in result]
+    assert sorted(labels) == sorted(label for label, _ in result)
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
+    sims = model.encode_image([image]) @ model.label_embeddings(labels).T
+    assert result[0][0] == labels[int(np.argmax(sims))]
+
+
+@pytest.mark.parametrize("labels", [[], ["", "  "]])
+def test_empty_labels_are_refused(model, labels):
+    with pytest.raises(koclip.InvalidInputError, match="no labels"):
+        model.classify(Image.new("RGB", (8, 8)), labels)
+
+
+def test_template_without_placeholder_is_refused(model):
+    with pytest.raises(koclip.InvalidInputError, match="{}"):
+        model.prompts(["고양이"], template="이것은 이다.")
+
+
+def test_long_text_is_truncated_not_refused(model):
+    query = "고양이 " * 5000
+    assert model.is_truncated(query) and not model.is_truncated("고양이")
+    assert model.encode_text([query]).shape == (1, model.dim)
+
+
+def test_queries_of_many_lengths_compile_once_per_bucket(model):
+    backend = model.backend
+    before = backend.compilations
+    words = "빨간 자동차가 도로 위에 있다 그리고 강아지".split()
+    for i in range(50):
+        model.encode_text([" ".join(words[: 1 + i % len(words)] * (1 + i // 10))])
+    used = {model.text_processor(["x " * n])[0].shape[1] for n in range(1, 64)}
+    assert backend.compilations - before <= len(used)
+
+
+def test_image_modes_become_rgb_and_exif_orientation_is_applied():
+    rgba = Image.new("RGBA", (30, 20), (255, 0, 0, 0))
+    assert open_image(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent becomes white
+    for mode in ("L", "P", "CMYK", "I;16", "1"):
+        assert open_image(Image.new(mode, (30, 20))).mode == "RGB"
+    rotated = Image.new("RGB", (30, 20), (0, 0, 255))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buffer = io.BytesIO()
+    rotated.save(buffer, format="JPEG", exif=exif.tobytes())
+    assert open_image(buffer.getvalue()).size == (20, 30)

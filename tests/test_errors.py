@@ -1,0 +1,79 @@
+"""Failures a user can cause give one clear exception type and message, never a traceback."""
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import koclip
+from koclip import hub
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(koclip.UnknownModelError, match="koclip-base, koclip-large"):
+        koclip.load("koclip-huge")
+
+
+def test_offline_and_uncached_model_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(koclip.ModelUnavailableError) as info:
+        koclip.load("koclip-base")
+    message = str(info.value)
+    assert "koclip/koclip-base" in message and str(tmp_path) in message
+    assert "python -m koclip download koclip-base" in message and "HF_HUB_OFFLINE" in message
+
+
+def test_unreachable_hub_gives_the_same_clear_error(tmp_path, monkeypatch):
+    # A closed local port stands in for a Hub that cannot be reached.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub, "offline", lambda: False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(koclip.ModelUnavailableError, match="could not be reached") as info:
+        koclip.load("koclip/koclip-large")
+    assert "python -m koclip download" in str(info.value)
+
+
+def test_cli_reports_an_unavailable_model_without_a_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "koclip", "download", "koclip-large"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: koclip/koclip-large is not in the Hugging Face cache")
+    assert "Traceback" not in result.stderr
+
+
+def test_folder_without_checkpoint_is_explained(tmp_path):
+    with pytest.raises(koclip.ModelUnavailableError, match="no config.json"):
+        koclip.load(tmp_path)
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_bad_images_are_refused_clearly(tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    with pytest.raises(koclip.InvalidImageError, match="not a readable image"):
+        koclip.open_image(text_file)
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), (1, 2, 3)).save(buffer, format="JPEG")
+    with pytest.raises(koclip.InvalidImageError, match="truncated"):
+        koclip.open_image(buffer.getvalue()[:300])
+    # 10000 x 8000 = 80 MP, refused from the header alone: no pixel data follows it.
+    with pytest.raises(koclip.InvalidImageError, match="too large"):
+        koclip.open_image(_png_header_claiming(10_000, 8_000))
