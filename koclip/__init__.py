@@ -1,6 +1,11 @@
-"""KoCLIP: Korean image-text dual encoders (a Korean port of OpenAI's CLIP)."""
+"""KoCLIP: Korean image-text dual encoders (a Korean port of OpenAI's CLIP).
 
-from koclip.api import DEFAULT_TEMPLATE, KoCLIP, load
+The heavy parts (JAX, transformers) load on first use, so `python -m koclip --help` and
+`import koclip.scenes` stay fast.
+"""
+
+from importlib import import_module
+
 from koclip.errors import (
     GalleryError,
     InvalidImageError,
@@ -9,7 +14,17 @@ from koclip.errors import (
     ModelUnavailableError,
     UnknownModelError,
 )
-from koclip.images import open_image
+
+DEFAULT_TEMPLATE = "이것은 {} 이다."
+
+_LAZY = {"load": "koclip.api", "KoCLIP": "koclip.api", "open_image": "koclip.images"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'koclip' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_TEMPLATE",

@@ -24,7 +24,7 @@ from koclip.processing import (
     pixels_nhwc,
 )
 
-DEFAULT_TEMPLATE = "이것은 {} 이다."
+from koclip import DEFAULT_TEMPLATE
 MAX_LABELS = 100
 
 

@@ -110,6 +110,7 @@ def save(
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a saved model should be readable like any folder
     try:
         (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         params = _as_float32(serialization.to_state_dict(params))

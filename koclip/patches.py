@@ -52,16 +52,19 @@ def rank_patches(model, image: ImageInput, query: str, rows: int = 3, cols: int 
 
 
 def heatmap_overlay(image: ImageInput, ranking: PatchRanking, scores: np.ndarray | None = None) -> Image.Image:
-    """The image tinted cell by cell (red = best match), with the best cell outlined."""
+    """The image with weak cells darkened (brightness follows the score), the best cell outlined.
+
+    Darkening rather than tinting keeps every cell's own colours, which is what queries name.
+    """
     image = open_image(image)
     scores = ranking.probs if scores is None else scores
     span = float(scores.max() - scores.min()) or 1.0
     weights = (scores - scores.min()) / span
-    tint = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(tint)
+    shade = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(shade)
     for box, w in zip(ranking.boxes, weights):
-        draw.rectangle(box, fill=(255, 40, 0, int(30 + 140 * w)) if w > 0 else (0, 0, 80, 90))
-    out = Image.alpha_composite(image.convert("RGBA"), tint)
+        draw.rectangle(box, fill=(0, 0, 0, int(190 * (1 - w))))
+    out = Image.alpha_composite(image.convert("RGBA"), shade)
     best = ranking.boxes[int(ranking.order[0])]
     ImageDraw.Draw(out).rectangle(best, outline=(255, 230, 0, 255), width=max(2, min(image.size) // 100))
     return out.convert("RGB")

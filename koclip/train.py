@@ -46,7 +46,7 @@ class TrainConfig:
     text_column: str = "caption"
     scenes: int = 20_000  # how many generated scenes to train on
     image_size: int = 64
-    steps: int = 2000
+    steps: int = 2500
     batch_size: int = 128
     learning_rate: float = 2e-3
     warmup_steps: int = 100
@@ -82,7 +82,15 @@ def mini_config(vocab_size: int, image_size: int, text_length: int) -> KoCLIPCon
 
 
 class SceneData:
-    """A fixed pool of generated scenes, preprocessed once; each draw picks one caption per image."""
+    """A fixed pool of generated scenes, preprocessed once; each draw picks one caption per image.
+
+    Two batches in three are drawn from scenes whose objects all share a few colours, or a few
+    shapes. Such a batch is full of near misses (a red circle beside a white square, when the
+    caption says "빨간 사각형"), which teaches the model to bind colour to shape rather than
+    notice both somewhere in the image.
+    """
+
+    GROUPS = (("color", scenes.COLORS, 3), ("shape", scenes.SHAPES, 2))
 
     def __init__(self, n: int, seed: int, size: int, processor):
         pool = [scenes.scene(seed, i, size) for i in tqdm(range(n), desc="generating scenes", unit="scene")]
@@ -91,12 +99,22 @@ class SceneData:
         self.pixels = np.concatenate(
             [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, n, 512)]
         )
+        self.draws = 0
 
     def texts(self) -> Iterator[str]:
         return (text for options in self.captions for text, _ in options)
 
+    def _candidates(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        self.draws += 1
+        if self.draws % 3 == 0:
+            return np.arange(len(self.pixels))
+        key, values, k = self.GROUPS[self.draws % 3 - 1]
+        chosen = set(rng.choice(values, k, replace=False).tolist())
+        index = np.array([i for i, objs in enumerate(self.objects) if {o[key] for o in objs} <= chosen])
+        return index if len(index) >= size else np.arange(len(self.pixels))
+
     def batch(self, rng: np.random.Generator, size: int):
-        index = rng.choice(len(self.pixels), size, replace=False)
+        index = rng.choice(self._candidates(rng, size), size, replace=False)
         picked = [self.captions[i][rng.integers(len(self.captions[i]))] for i in index]
         positives = np.array([[scenes.matches(q, self.objects[j]) for j in index] for _, q in picked])
         return [t for t, _ in picked], self.pixels[index], positives
@@ -174,10 +192,14 @@ def _optimizer(cfg: TrainConfig):
 
 
 def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, step: int, rng_state: dict) -> None:
-    state = serialization.msgpack_serialize(
-        {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step, "rng": json.dumps(rng_state)}
-    )
-    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, extra_files={TRAIN_STATE: state})
+    """A loadable model; until the last step, also the optimizer state that `--resume` needs."""
+    extra = {}
+    if step < cfg.steps:
+        extra[TRAIN_STATE] = serialization.msgpack_serialize(
+            {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step,
+             "rng": json.dumps(rng_state)}
+        )
+    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, extra_files=extra)
 
 
 def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from koclip import gallery
+from koclip.errors import KoCLIPError
 from pages import common
 
 GALLERY_ROOT = common.ROOT / "embeddings"
@@ -30,16 +31,13 @@ model = common.current_model()
 paths = gallery.list_galleries(GALLERY_ROOT, model.name)
 if not paths:
     st.warning(
-        f"There is no gallery made with **{model.name}** in `{GALLERY_ROOT.name}/`. "
-        "Build one from a folder of images, then reload this page:"
+        f"There is no gallery made with **{model.name}** in `{GALLERY_ROOT.name}/`. Build one from a folder "
+        "of images (or from generated scenes of shapes: write `scenes` for the folder), then reload this page:"
     )
-    st.code(f"python -m koclip index --model {model.name} --images DIR --out embeddings/NAME", language="bash")
+    st.code(f"python -m koclip index IMAGE_FOLDER --model {model.name} --out embeddings/NAME", language="bash")
     st.stop()
 
 chosen = st.selectbox("Gallery", paths, format_func=lambda path: path.name, key="t2i_gallery")
-collection = open_gallery(str(chosen))
-st.caption(f"{collection.manifest['count']} images, embedded with {collection.manifest['model']}")
-
 st.write("Examples:")
 for column, example in zip(st.columns(len(EXAMPLE_QUERIES)), EXAMPLE_QUERIES, strict=True):
     column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
@@ -49,14 +47,21 @@ k = st.slider("Top k", 1, 20, 10, key="t2i_k")
 if query is None:
     st.stop()
 
-start = time.perf_counter()
-hits = gallery.search(model, collection, query, k)
-elapsed = time.perf_counter() - start
-st.session_state["t2i_hits"] = hits
-st.caption(f"“{common.quote(query)}”: {len(hits)} best of {collection.manifest['count']} · {elapsed * 1000:.0f} ms")
+try:
+    collection = open_gallery(str(chosen))
+    start = time.perf_counter()
+    hits = gallery.search(model, collection, query, k)
+    elapsed = time.perf_counter() - start
+    results = [collection.item(hit.index) | {"score": hit.score} for hit in hits]
+except KoCLIPError as exc:  # a damaged or unfinished gallery
+    st.error(str(exc))
+    st.stop()
+st.session_state["t2i_results"] = results
+st.caption(f"“{common.quote(query)}”: {len(results)} best of {len(collection)} · {elapsed * 1000:.0f} ms")
 
 columns = st.columns(GRID_COLUMNS)
-for rank, hit in enumerate(hits):
-    with columns[rank % GRID_COLUMNS]:
-        st.image(str(hit.thumbnail), width="stretch")
-        st.caption(f"#{rank + 1} · {hit.score:.3f}" + (f" · {hit.caption}" if hit.caption else ""))
+for rank, result in enumerate(results):
+    caption = f"#{rank + 1} · {result['score']:.3f}"
+    if result.get("caption"):
+        caption += f" · {result['caption']}"
+    columns[rank % GRID_COLUMNS].image(str(result["thumbnail"]), caption=caption, width="stretch")

@@ -3,13 +3,16 @@ that ends in an error message rather than an exception."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from koclip import hub, scenes
+from koclip import gallery, hub, scenes
+from koclip.scenes import ObjectSpec, Query
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300  # the first run imports jax and compiles the model; later runs take well under a second
@@ -52,6 +55,14 @@ def test_the_sidebar_says_which_models_are_ready(app):
     options = app.selectbox(key="model_name").options
     assert [option.split(" — ")[0] for option in options] == ["koclip-base", "koclip-large", "koclip-mini"]
     assert "koclip-mini — ready" in options
+    if not hub.is_cached("koclip/koclip-base"):  # offline (conftest sets HF_HUB_OFFLINE) and not downloaded
+        assert "koclip-base — unavailable offline" in options
+
+
+def test_offline_without_koclip_base_the_default_is_koclip_mini(monkeypatch):
+    monkeypatch.setattr(hub, "is_cached", lambda repo_id: False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert at.selectbox(key="model_name").value == "koclip-mini"
 
 
 def test_koclip_mini_comes_with_a_notice_of_what_it_is(app):
@@ -104,17 +115,32 @@ def test_a_url_that_is_not_public_http_is_refused(app, url):
     assert app.error and not app.exception
 
 
-def _upload_script() -> None:
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, "PNG")
+    return out.getvalue()
+
+
+def _upload_script(payload: bytes) -> None:
     import io
 
     from pages import common
 
-    common.open_upload(io.BytesIO(b"%PDF-1.4 this is not an image"))
+    common.open_upload(io.BytesIO(payload))
 
 
-def test_an_upload_that_is_not_an_image_shows_an_error():
-    at = AppTest.from_function(_upload_script, default_timeout=TIMEOUT).run()
-    assert any("not a readable image" in text for text in texts(at.error))
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"%PDF-1.4 this is not an image", "not a readable image"),
+        (_png((256, 256))[:200], "truncated"),
+        (_png((7000, 6000), mode="1"), "too large"),  # 42 megapixels, refused from the header alone
+    ],
+)
+def test_an_upload_that_cannot_be_used_shows_an_error(payload, message):
+    # AppTest cannot drive st.file_uploader, so this runs the upload widget's handler itself.
+    at = AppTest.from_function(_upload_script, args=(payload,), default_timeout=TIMEOUT).run()
+    assert any(message in text for text in texts(at.error))
     assert not at.exception
 
 
@@ -139,6 +165,33 @@ def test_text_to_patch_scores_every_cell_of_the_grid(app):
     app.radio(key="t2p_scores").set_value("Raw cosine similarity").run()
     assert not app.exception
     assert any("6 patches in one batch" in text for text in texts(app.caption))
+
+
+# ---------------------------------------------------------------- Text → Image
+
+
+def test_text_to_image_finds_a_red_circle_in_the_shipped_gallery(app):
+    page(app, "text_to_image")
+    app.text_input(key="t2i_query").input("빨간 원").run()
+    assert not app.exception
+    results = app.session_state["t2i_results"]
+    assert len(results) == app.slider(key="t2i_k").value
+    assert scenes.matches(Query((ObjectSpec(shape="원", color="빨간"),)), results[0]["objects"])
+    assert len(app.get("image")) == len(results)
+
+
+def test_text_to_image_without_a_gallery_says_how_to_build_one(app, monkeypatch):
+    monkeypatch.setattr(gallery, "list_galleries", lambda root, model_name=None: [])
+    page(app, "text_to_image")
+    assert any("no gallery made with **koclip-mini**" in text for text in texts(app.warning))
+    assert any("python -m koclip index" in block.value for block in app.code)
+
+
+def test_text_to_image_example_buttons_fill_the_query(app):
+    page(app, "text_to_image")
+    app.button(key="t2i_example_노란 별").click().run()
+    assert app.text_input(key="t2i_query").value == "노란 별"
+    assert not app.exception
 
 
 # ---------------------------------------------------------------- queries on both text pages

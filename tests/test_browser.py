@@ -91,21 +91,27 @@ def browser_page(server):
 def open_page(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=title).wait_for()
+    settle(page)  # so that the inputs typed into next belong to this page, not the one before
 
 
 def settle(page) -> None:
-    """Wait until the script run has finished (the 'Running…' indicator is gone)."""
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    """Wait until the script run has finished and nothing on the page is left over from an earlier run."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
 
 
 def finish(page, name: str) -> None:
+    """Screenshot the settled page, then check it shows no exception and every image loads."""
     settle(page)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
-    loaded = page.eval_on_selector_all(
-        '[data-testid="stMain"] img', "images => images.map(i => i.complete && i.naturalWidth > 0)"
+    images = page.locator('[data-testid="stMain"] img')
+    assert images.count() > 0
+    for i in range(images.count()):
+        images.nth(i).scroll_into_view_if_needed()  # images load lazily, once scrolled into view
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete && i.naturalWidth > 0)"
     )
-    assert loaded and all(loaded), "an image on the page did not load"
 
 
 def submit(page, label: str, text: str) -> None:
@@ -151,7 +157,9 @@ def test_text_to_patch(browser_page):
 def test_text_to_image(browser_page):
     page = browser_page
     open_page(page, "Text → Image")
-    submit(page, "Query", "빨간 원")
-    page.get_by_text("best of").wait_for()
+    submit(page, "Query", "노란 별")  # not the page's first query, so the answer below is new
+    summary = page.get_by_text("“노란 별”: ")
+    summary.wait_for()
     finish(page, "text_to_image")
-    assert page.locator('[data-testid="stMain"] [data-testid="stImage"]').count() >= 1
+    shown = int(summary.inner_text().split(": ")[1].split()[0])
+    assert shown >= 1 and page.locator('[data-testid="stMain"] img').count() == shown

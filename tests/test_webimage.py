@@ -142,7 +142,7 @@ def test_is_public(address, public):
 def test_refuses_a_name_when_any_of_its_addresses_is_private(monkeypatch, no_connections):
     answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 80)) for a in ("93.184.215.14", "10.0.0.7")]
     monkeypatch.setattr(webimage.socket, "getaddrinfo", lambda *a, **k: answers)
-    with pytest.raises(FetchError, match="10.0.0.7"):
+    with pytest.raises(FetchError, match=r"10\.0\.0\.7"):
         fetch_bytes("http://rebind.example/cat.jpg")
 
 
@@ -179,7 +179,7 @@ def test_a_korean_host_and_path_are_encoded_for_the_wire(server, monkeypatch):
 
 
 def test_a_redirect_to_a_private_address_is_refused(server):
-    with pytest.raises(FetchError, match="10.0.0.1"):
+    with pytest.raises(FetchError, match=r"10\.0\.0\.1"):
         fetch_bytes(_url(server, "/redirect-to-private"), allow_loopback=True)
 
 

@@ -1,0 +1,57 @@
+"""`python -m koclip search`: the gallery images that best match a text query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from koclip.commands.scenes import _int_at_least
+
+HELP = "Search a gallery with a text query."
+
+DETAILS = """\
+The query is encoded with the gallery's model (from its manifest) unless --model names
+another; a gallery can only be searched with the model that made it.
+
+examples:
+  python -m koclip search "빨간 원" --gallery embeddings/scenes
+  python -m koclip search "바다 위의 배" --gallery embeddings/photos --top-k 5 --json"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = DETAILS
+    parser.add_argument("query", metavar="QUERY", help="what to look for, in Korean")
+    parser.add_argument("--gallery", type=Path, required=True, metavar="DIR", help="a folder made by `index`")
+    parser.add_argument("--top-k", type=_int_at_least(1), default=10, metavar="K", help="results to show (default: 10)")
+    parser.add_argument("--model", help="model to encode the query with (default: the gallery's)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    from koclip import gallery
+    from koclip.api import load
+
+    collection = gallery.Gallery.open(args.gallery)
+    model = load(args.model or gallery.model_reference(collection.manifest))
+    if model.is_truncated(args.query):
+        print(f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
+              "only its beginning is used", file=sys.stderr)
+    hits = gallery.search(model, collection, args.query, args.top_k)
+    results = [
+        {"rank": rank, "index": hit.index, "score": round(hit.score, 6), **collection.item(hit.index)}
+        for rank, hit in enumerate(hits, 1)
+    ]
+    if args.json:
+        for result in results:
+            result["thumbnail"] = str(result["thumbnail"])
+        print(json.dumps({"query": args.query, "gallery": str(args.gallery), "model": model.name,
+                          "results": results}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'rank':>4}  {'score':>7}  source")
+    for result in results:
+        caption = f"  {result['caption']}" if result.get("caption") else ""
+        print(f"{result['rank']:>4}  {result['score']:7.4f}  {result['source']}{caption}")
+    return 0

@@ -1,0 +1,354 @@
+"""Building galleries from an image folder, a Hugging Face dataset, or generated scenes.
+
+Inputs are taken in a fixed order (sorted paths, dataset rows, scene numbers) and cut into
+chunks of `batch_size`. Each finished chunk is saved under `OUT/.partial/`, so a run that stops
+resumes at the first unfinished chunk. The gallery files are assembled at the end and
+`manifest.json` is written last: until then, `Gallery.open` refuses the folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from koclip import gallery
+from koclip.api import KoCLIP, load
+from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
+from koclip.images import ImageInput, open_image
+from koclip.processing import pixels_nhwc
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+THUMB_SIDE = 256
+THUMB_QUALITY = 85
+PARTIAL = ".partial"
+ENGINES = ("local", "ray")
+
+Key = str | int  # a path relative to the folder, or a row / scene number
+
+
+class Source(Protocol):
+    def describe(self) -> dict[str, Any]: ...
+
+    def keys(self) -> list[Key]: ...
+
+    def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        """The image (anything `open_image` takes) and extra metadata for it, such as a caption."""
+        ...
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    root: Path
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "folder", "path": str(self.root.resolve())}
+
+    def keys(self) -> list[Key]:
+        if not self.root.is_dir():
+            raise KoCLIPError(f"{self.root} is not a folder")
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+
+    def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        return self.root / str(key), {}
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    name: str  # a Hub dataset, a folder for `load_dataset`, or one written by `save_to_disk`
+    split: str = "train"
+    image_column: str = "image"
+    caption_column: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "dataset", "name": self.name, "split": self.split,
+                "image_column": self.image_column, "caption_column": self.caption_column}
+
+    @functools.cached_property
+    def dataset(self):
+        import datasets
+
+        path = Path(self.name)
+        try:
+            if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+                data = datasets.load_from_disk(str(path))
+                data = data[self.split] if isinstance(data, datasets.DatasetDict) else data
+            else:
+                data = datasets.load_dataset(self.name, split=self.split)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise KoCLIPError(f"cannot load dataset {self.name!r} split {self.split!r}: {exc}") from None
+        for column in (self.image_column, self.caption_column):
+            if column is not None and column not in data.column_names:
+                raise KoCLIPError(f"dataset {self.name!r} has no column {column!r}; it has {', '.join(data.column_names)}")
+        if isinstance(data.features[self.image_column], datasets.Image):
+            # Undecoded, so that a broken image is skipped here instead of failing inside datasets.
+            data = data.cast_column(self.image_column, datasets.Image(decode=False))
+        return data
+
+    def keys(self) -> list[Key]:
+        return list(range(len(self.dataset)))
+
+    def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        row = self.dataset[int(key)]
+        value = row[self.image_column]
+        if isinstance(value, dict):
+            value = value.get("bytes") or value.get("path")
+        if value is None:
+            raise InvalidImageError(f"row {key} has no image")
+        caption = row[self.caption_column] if self.caption_column else None
+        return value, {} if caption is None else {"caption": str(caption)}
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    n: int
+    seed: int = 0
+    size: int = 64
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "scenes", "n": self.n, "seed": self.seed, "size": self.size}
+
+    def keys(self) -> list[Key]:
+        return list(range(self.n))
+
+    def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        from koclip import scenes
+
+        scene = scenes.scene(self.seed, int(key), size=self.size)
+        return scene.image, {"caption": scene.captions_ko[0], "objects": scene.objects}
+
+
+def thumbnail_name(position: int) -> str:
+    return f"{gallery.THUMBS}/{position:07d}.jpg"
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    small = image.copy()
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=THUMB_QUALITY)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """Turns a batch of (position, key) into pixels, thumbnails and metadata; unreadable images
+    are kept as rows with `ok` False, zero pixels and the reason in `record`."""
+
+    source: Source
+    processor: Any  # the model's image processor (`KoCLIP.image_processor`)
+    pixel_shape: tuple[int, ...]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        positions = [int(p) for p in batch["position"]]
+        keys = batch["key"].tolist()
+        ok = np.zeros(len(keys), bool)
+        records, thumbs, images = [], [], []
+        for row, (position, key) in enumerate(zip(positions, keys)):
+            try:
+                raw, extra = self.source.read(key)
+                image = open_image(raw)
+            except InvalidImageError as exc:
+                records.append(json.dumps({"source": key, "reason": str(exc)}, ensure_ascii=False))
+                thumbs.append(b"")
+                continue
+            ok[row] = True
+            record = {"source": key, "width": image.width, "height": image.height, **extra,
+                      "thumbnail": thumbnail_name(position)}
+            records.append(json.dumps(record, ensure_ascii=False))
+            thumbs.append(_thumbnail(image))
+            images.append(image)
+        pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
+        if images:
+            pixels[ok] = pixels_nhwc(self.processor, images)
+        return {"position": np.array(positions, np.int64), "ok": ok, "record": np.array(records, object),
+                "thumb": np.array(thumbs, object), "pixels": pixels}
+
+
+def encode(model: KoCLIP, batch: dict[str, np.ndarray]) -> np.ndarray:
+    """Embeddings for the readable rows of a decoded batch; zeros for the others."""
+    vectors = np.zeros((len(batch["ok"]), model.dim), np.float32)
+    if batch["ok"].any():
+        vectors[batch["ok"]] = model.encode_pixels(batch["pixels"][batch["ok"]])
+    return vectors
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+class Job:
+    """One gallery being built: its chunks, which of them are done, and the final assembly."""
+
+    def __init__(self, out: Path, keys: Sequence[Key], batch_size: int, identity: dict[str, Any]):
+        self.out = out
+        self.partial = out / PARTIAL
+        self.keys = list(keys)
+        self.batch_size = batch_size
+        self.identity = identity
+
+    @classmethod
+    def start(cls, out: str | os.PathLike, keys: Sequence[Key], batch_size: int,
+              identity: dict[str, Any], overwrite: bool = False) -> Job:
+        """Prepare `out`, keeping the finished chunks of an interrupted run of the same job."""
+        # The inputs' digest: a folder whose files changed since the interrupted run starts over.
+        digest = hashlib.sha256(json.dumps(list(keys), ensure_ascii=False).encode()).hexdigest()[:16]
+        job = cls(Path(out), keys, batch_size, {**identity, "batch_size": batch_size, "inputs": digest})
+        if (job.out / gallery.MANIFEST).exists():
+            if not overwrite:
+                raise GalleryError(f"{job.out} already holds a gallery; pass --overwrite to replace it")
+            # The manifest goes first: from here on the old gallery is never loaded as whole.
+            (job.out / gallery.MANIFEST).unlink()
+            for name in (gallery.VECTORS, gallery.METADATA, gallery.ANN_FILE, gallery.THUMBS, PARTIAL):
+                _remove(job.out / name)
+        elif job.out.is_dir() and any(job.out.iterdir()) and not job.partial.is_dir():
+            raise GalleryError(f"{job.out} is not empty and is not a gallery; choose another --out")
+        stamp = job.partial / "job.json"
+        if job.partial.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != job.identity):
+            print(f"{job.out}: the unfinished run there used other settings; starting over", file=sys.stderr)
+            shutil.rmtree(job.partial)
+            _remove(job.out / gallery.THUMBS)
+        (job.out / gallery.THUMBS).mkdir(parents=True, exist_ok=True)
+        job.partial.mkdir(exist_ok=True)
+        write_atomic(stamp, json.dumps(job.identity, sort_keys=True).encode())
+        return job
+
+    @property
+    def chunk_count(self) -> int:
+        return -(-len(self.keys) // self.batch_size)
+
+    def chunk_length(self, index: int) -> int:
+        return min(self.batch_size, len(self.keys) - index * self.batch_size)
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        """The (position, key) batch of chunk `index`, as the `Decoder` takes it."""
+        start = index * self.batch_size
+        keys = self.keys[start : start + self.batch_size]
+        return {"position": np.arange(start, start + len(keys)), "key": np.array(keys)}
+
+    def _chunk_file(self, index: int, suffix: str) -> Path:
+        return self.partial / f"{index:06d}{suffix}"
+
+    def pending(self) -> list[int]:
+        # The .json file is written after the chunk's vectors and thumbnails: it marks it done.
+        return [i for i in range(self.chunk_count) if not self._chunk_file(i, ".json").is_file()]
+
+    def commit(self, index: int, batch: dict[str, np.ndarray]) -> None:
+        """Save a finished chunk: rows in position order, with a `vector` column."""
+        ok = batch["ok"]
+        for position, thumb in zip(batch["position"][ok], batch["thumb"][ok]):
+            (self.out / thumbnail_name(int(position))).write_bytes(thumb)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(batch["vector"][ok], np.float32))
+        write_atomic(self._chunk_file(index, ".npy"), buffer.getvalue())
+        records = [json.loads(r) for r in batch["record"]]
+        done = {"rows": [r for r, good in zip(records, ok) if good],
+                "skipped": [r for r, good in zip(records, ok) if not good]}
+        write_atomic(self._chunk_file(index, ".json"), json.dumps(done, ensure_ascii=False).encode())
+
+    def finish(self, model: KoCLIP, dtype: str, source: dict[str, Any], ann_threshold: int,
+               model_path: str | None = None) -> dict[str, Any]:
+        """Assemble the gallery files from the chunks, then write the manifest."""
+        rows: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        for i in range(self.chunk_count):
+            done = json.loads(self._chunk_file(i, ".json").read_text(encoding="utf-8"))
+            rows += done["rows"]
+            skipped += done["skipped"]
+        tmp = self.out / (gallery.VECTORS + ".tmp")
+        vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(rows), model.dim))
+        start = 0
+        for i in range(self.chunk_count):
+            part = np.load(self._chunk_file(i, ".npy"), allow_pickle=False)
+            vectors[start : start + len(part)] = part
+            start += len(part)
+        vectors.flush()
+        del vectors
+        os.replace(tmp, self.out / gallery.VECTORS)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_atomic(self.out / gallery.METADATA, lines.encode())
+        kind = gallery.EXACT
+        _remove(self.out / gallery.ANN_FILE)
+        if len(rows) >= max(ann_threshold, gallery.ANN_MIN_ROWS):
+            final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
+            ann = gallery.import_faiss().serialize_index(gallery.build_ann(final))
+            write_atomic(self.out / gallery.ANN_FILE, ann.tobytes())
+            kind = gallery.ann_kind(model.dim)
+        manifest = {
+            "format_version": gallery.FORMAT_VERSION,
+            "model": model.name,
+            "model_revision": model.revision,
+            "model_path": model_path,
+            "dim": model.dim,
+            "dtype": dtype,
+            "count": len(rows),
+            "index": kind,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": source,
+            "skipped": skipped,
+        }
+        write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+        shutil.rmtree(self.partial)
+        return manifest
+
+
+def build(source: Source, model_ref: str, out: str | os.PathLike, *, batch_size: int = 64,
+          dtype: str = "float32", engine: str = "local", workers: int = 1,
+          ann_threshold: int = gallery.ANN_THRESHOLD, overwrite: bool = False,
+          backend: str = "flax", progress: bool = True) -> dict[str, Any]:
+    """Index `source` with the model `model_ref` into the gallery folder `out`; returns its manifest."""
+    if engine not in ENGINES:
+        raise KoCLIPError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if dtype not in gallery.DTYPES:
+        raise KoCLIPError(f"unknown dtype {dtype!r}; choose {' or '.join(gallery.DTYPES)}")
+    if batch_size < 1:
+        raise KoCLIPError(f"batch size must be at least 1, got {batch_size}")
+    model = load(model_ref, backend)
+    description = source.describe()
+    identity = {"format_version": gallery.FORMAT_VERSION, "model": model.name,
+                "revision": model.revision, "source": description}
+    job = Job.start(out, source.keys(), batch_size, identity, overwrite)
+    pending = job.pending()
+    done = len(job.keys) - sum(job.chunk_length(i) for i in pending)
+    bar = tqdm(total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress)
+    # Every image is resized to one shape: zeros of it stand in for unreadable ones.
+    pixel_shape = model.preprocess([Image.new("RGB", (8, 8))]).shape[1:]
+    decoder = Decoder(source, model.image_processor, pixel_shape)
+    with bar:
+        if engine == "ray":
+            from koclip import ray_engine
+
+            ray_engine.run(job, pending, decoder, model_ref, backend, workers, bar)
+        else:
+            for index in pending:
+                batch = decoder(job.chunk(index))
+                batch["vector"] = encode(model, batch)
+                job.commit(index, batch)
+                bar.update(len(batch["ok"]))
+    model_path = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else None
+    return job.finish(model, dtype, description, ann_threshold, model_path)
