@@ -1,6 +1,7 @@
 """`python -m koclip`: one entry point, one module per subcommand in `koclip.commands`.
 
-Each command module defines `HELP` (one line), `add_arguments(parser)` and `main(args) -> int`.
+Each command module defines `add_arguments(parser)` and `main(args) -> int`; the one-line
+descriptions live here.
 Modules are imported only when their command runs, so `--help` stays fast.
 """
 

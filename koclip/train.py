@@ -99,22 +99,20 @@ class SceneData:
         self.pixels = np.concatenate(
             [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, n, 512)]
         )
-        self.draws = 0
 
     def texts(self) -> Iterator[str]:
         return (text for options in self.captions for text, _ in options)
 
-    def _candidates(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        self.draws += 1
-        if self.draws % 3 == 0:
+    def _candidates(self, rng: np.random.Generator, size: int, step: int) -> np.ndarray:
+        if step % 3 == 2:
             return np.arange(len(self.pixels))
-        key, values, k = self.GROUPS[self.draws % 3 - 1]
+        key, values, k = self.GROUPS[step % 3]
         chosen = set(rng.choice(values, k, replace=False).tolist())
         index = np.array([i for i, objs in enumerate(self.objects) if {o[key] for o in objs} <= chosen])
         return index if len(index) >= size else np.arange(len(self.pixels))
 
-    def batch(self, rng: np.random.Generator, size: int):
-        index = rng.choice(self._candidates(rng, size), size, replace=False)
+    def batch(self, rng: np.random.Generator, size: int, step: int):
+        index = rng.choice(self._candidates(rng, size, step), size, replace=False)
         picked = [self.captions[i][rng.integers(len(self.captions[i]))] for i in index]
         positives = np.array([[scenes.matches(q, self.objects[j]) for j in index] for _, q in picked])
         return [t for t, _ in picked], self.pixels[index], positives
@@ -153,7 +151,7 @@ class DatasetData:
         for value in self.ds[self.text_column]:
             yield from ([value] if isinstance(value, str) else value)
 
-    def batch(self, rng: np.random.Generator, size: int):
+    def batch(self, rng: np.random.Generator, size: int, step: int):
         rows = self.ds[rng.choice(len(self.ds), size, replace=False).tolist()]
         texts = [t if isinstance(t, str) else t[rng.integers(len(t))] for t in rows[self.text_column]]
         images = [im.convert("RGB") for im in rows[self.image_column]]
@@ -271,10 +269,11 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
     began = time.perf_counter()
     for step in bar:
-        texts, pixels, positives = data.batch(rng, cfg.batch_size)
+        texts, pixels, positives = data.batch(rng, cfg.batch_size, step)
         ids, mask = _pad_text(tokenizer, texts, cfg.text_length, cache)
-        key, sub = jax.random.split(key)
-        params, opt_state, loss = step_fn(params, opt_state, ids, mask, pixels, positives.astype(np.float32), sub)
+        params, opt_state, loss = step_fn(
+            params, opt_state, ids, mask, pixels, positives.astype(np.float32), jax.random.fold_in(key, step)
+        )
         done = step + 1
         if done % 10 == 0 or done == cfg.steps:
             rate = (done - start) * cfg.batch_size / (time.perf_counter() - began)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from koclip.commands.scenes import _int_at_least
+from koclip.commands import int_at_least
 from koclip.scenes import MIN_SIZE
-
-HELP = "Encode an image collection into a searchable gallery directory."
 
 DETAILS = """\
 SOURCE is one of:
@@ -33,7 +31,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from koclip.gallery import ANN_THRESHOLD, DTYPES
 
-    positive = _int_at_least(1)
+    positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
     parser.add_argument("source", metavar="SOURCE", help="image folder, dataset (with --dataset), or 'scenes'")
@@ -55,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--caption-column", help="column holding captions to keep in the metadata")
     generated = parser.add_argument_group("generated scenes (SOURCE = scenes)")
     generated.add_argument("--n", type=positive, default=1000, help="number of scenes (default: 1000)")
-    generated.add_argument("--seed", type=_int_at_least(0), default=0, help="scene stream (default: 0)")
-    generated.add_argument("--size", type=_int_at_least(MIN_SIZE), default=64, help="image side in pixels (default: 64)")
+    generated.add_argument("--seed", type=int_at_least(0), default=0, help="scene stream (default: 0)")
+    generated.add_argument("--size", type=int_at_least(MIN_SIZE), default=64, help="image side in pixels (default: 64)")
 
 
 def main(args: argparse.Namespace) -> int:

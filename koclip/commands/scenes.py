@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 from koclip import scenes
+from koclip.commands import int_at_least
 from koclip.errors import KoCLIPError
-
-HELP = "Generate synthetic Korean-captioned scenes (PNG folder + metadata.jsonl)."
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -40,20 +39,6 @@ example:
   python -m koclip scenes --composite --n 200 --out data/boards"""
 
 
-def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
@@ -62,21 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory to write into; created if missing, must be empty if it exists",
     )
     parser.add_argument(
-        "--n", type=_int_at_least(1), default=1000, help="number of images (default: 1000)"
+        "--n", type=int_at_least(1), default=1000, help="number of images (default: 1000)"
     )
     parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0,
+        "--seed", type=int_at_least(0), default=0,
         help="which stream of scenes to draw (default: 0)",
     )
     parser.add_argument(
-        "--size", type=_int_at_least(scenes.MIN_SIZE), default=64,
+        "--size", type=int_at_least(scenes.MIN_SIZE), default=64,
         help="image side in pixels; with --composite, the side of one cell (default: 64)",
     )
     parser.add_argument(
         "--composite", action="store_true", help="write GRID x GRID boards instead of single scenes"
     )
     parser.add_argument(
-        "--grid", type=_int_at_least(1, scenes.MAX_GRID), default=3,
+        "--grid", type=int_at_least(1, scenes.MAX_GRID), default=3,
         help="cells per side of a composite board (default: 3)",
     )
 

@@ -7,9 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from koclip.commands.scenes import _int_at_least
-
-HELP = "Search a gallery with a text query."
+from koclip.commands import int_at_least
 
 DETAILS = """\
 The query is encoded with the gallery's model (from its manifest) unless --model names
@@ -25,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = DETAILS
     parser.add_argument("query", metavar="QUERY", help="what to look for, in Korean")
     parser.add_argument("--gallery", type=Path, required=True, metavar="DIR", help="a folder made by `index`")
-    parser.add_argument("--top-k", type=_int_at_least(1), default=10, metavar="K", help="results to show (default: 10)")
+    parser.add_argument("--top-k", type=int_at_least(1), default=10, metavar="K", help="results to show (default: 10)")
     parser.add_argument("--model", help="model to encode the query with (default: the gallery's)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 

@@ -1,0 +1,57 @@
+"""koclip-mini, the model that ships with the package, loads offline and knows its scenes."""
+
+import numpy as np
+import pytest
+
+import koclip
+from koclip import evaluate, scenes
+from koclip.patches import rank_patches
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return koclip.load("koclip-mini")
+
+
+def test_loads_offline_from_the_package(mini):
+    assert mini.name == "koclip-mini" and mini.directory.is_dir()
+    assert mini.config.vision_type == "koclip_conv"
+
+
+def test_a_blue_triangle_is_called_a_blue_triangle(mini):
+    image = scenes.single_object("삼각형", "파란", seed=3)
+    labels = ["빨간 원", "파란 사각형", "파란 삼각형", "초록 삼각형", "노란 별"]
+    assert mini.classify(image, labels)[0][0] == "파란 삼각형"
+
+
+def test_shape_and_colour_of_unseen_scenes(mini):
+    result = evaluate.zero_shot_on_scenes(mini, evaluate.single_objects(200, seed=424_242, size=64))
+    assert result["shape"] >= 0.95 and result["color"] >= 0.95
+
+
+def test_the_yellow_star_patch_wins(mini):
+    for index in range(5):
+        board = scenes.composite(seed=9, index=index)
+        star = next((o for o in board.objects if (o["color"], o["shape"]) == ("노란", "별")), None)
+        if star is None:
+            continue
+        ranking = rank_patches(mini, board.image, "노란 별", 3, 3)
+        assert ranking.cell(ranking.order[0]) == tuple(star["cell"])
+        assert ranking.probs[ranking.order[0]] > 0.5
+        return
+    pytest.fail("no composite with a yellow star among the first five")
+
+
+def test_text_retrieval_finds_red_circles(mini):
+    gallery = scenes.generate(300, seed=515)
+    images = mini.encode_image([s.image for s in gallery])
+    top = np.argsort(-(images @ mini.encode_text(["빨간 원"])[0]))[:5]
+    query = scenes.Query((scenes.ObjectSpec(shape="원", color="빨간"),))
+    assert all(scenes.matches(query, gallery[i].objects) for i in top)
+
+
+def test_flax_and_torch_agree_on_the_shipped_weights(mini):
+    torch_mini = koclip.load("koclip-mini", backend="torch")
+    image = scenes.single_object("별", "노란")
+    np.testing.assert_allclose(mini.encode_image([image]), torch_mini.encode_image([image]), atol=1e-4)
+    np.testing.assert_allclose(mini.encode_text(["노란 별"]), torch_mini.encode_text(["노란 별"]), atol=1e-4)
