@@ -28,6 +28,10 @@ class ConvTowerConfig:
     stem_patch: int = 4
     widths: tuple[int, ...] = (32, 64, 128)
     hidden_size: int = 128
+    # Width of a per-position projection applied before pooling (0: none). Pooling channels that
+    # mix a position's features lets one unit stand for "red AND square here", not red somewhere
+    # and square somewhere else.
+    local_size: int = 0
     layer_norm_eps: float = 1e-5
     model_type: str = CONV_TYPE
 

@@ -32,13 +32,16 @@ class TorchConvTower(nn.Module):
             self.add_module(f"conv{i}", nn.Conv2d(width, width, 3, padding=1))
             self.add_module(f"norm{i}b", _ChannelNorm(width, eps=cfg.layer_norm_eps))
             prev = width
-        self.head = nn.Linear(2 * prev, cfg.hidden_size)
+        self.local = nn.Linear(prev, cfg.local_size) if cfg.local_size else None
+        self.head = nn.Linear(2 * (cfg.local_size or prev), cfg.hidden_size)
 
     def forward(self, pixel_values: torch.Tensor):
         x = self.stem(pixel_values)
         for i in range(self.num_stages):
             x = nn.functional.gelu(getattr(self, f"norm{i}a")(getattr(self, f"down{i}")(x)))
             x = nn.functional.gelu(getattr(self, f"norm{i}b")(getattr(self, f"conv{i}")(x)))
+        if self.local is not None:
+            x = nn.functional.gelu(self.local(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
         pooled = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=-1)
         return x, self.head(pooled)
 

@@ -39,7 +39,7 @@ MAX_LOGIT_SCALE = math.log(100.0)
 @dataclasses.dataclass
 class TrainConfig:
     out: str = "runs/koclip-mini"
-    towers: str = "mini"  # "mini": small towers from scratch; "pretrained": klue/roberta-large + CLIP ViT-B/32
+    towers: str = "mini"  # a SMALL_TOWERS name (from scratch), or "pretrained": klue/roberta-large + CLIP ViT-B/32
     data: str = "scenes"  # "scenes", or a Hugging Face dataset name or saved-dataset path
     split: str = "train"
     image_column: str = "image"
@@ -68,14 +68,24 @@ def contrastive_loss(text: jnp.ndarray, image: jnp.ndarray, logit_scale: jnp.nda
     return (t2i + i2t) / 2
 
 
-def mini_config(vocab_size: int, image_size: int, text_length: int) -> KoCLIPConfig:
+# Towers trained from scratch: "mini" is koclip-mini; "micro" trains in seconds (tests, quick trials).
+SMALL_TOWERS = {
+    "mini": dict(text_width=128, text_layers=2, widths=(32, 64, 128), projection=64),
+    "micro": dict(text_width=64, text_layers=1, widths=(16, 32, 64), projection=32),
+}
+
+
+def small_config(towers: str, vocab_size: int, image_size: int, text_length: int) -> KoCLIPConfig:
+    size = SMALL_TOWERS[towers]
+    width = size["text_width"]
     text = RobertaConfig(
-        vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
-        max_position_embeddings=text_length + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=vocab_size, hidden_size=width, num_hidden_layers=size["text_layers"], num_attention_heads=4,
+        intermediate_size=2 * width, max_position_embeddings=text_length + 2, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
-    vision = ConvTowerConfig(image_size=image_size, stem_patch=4, widths=(32, 64, 128), hidden_size=128)
-    return KoCLIPConfig(text, vision, projection_dim=64, text_pooling="mean")
+    top = size["widths"][-1]
+    vision = ConvTowerConfig(image_size=image_size, stem_patch=4, widths=size["widths"], hidden_size=top, local_size=top)
+    return KoCLIPConfig(text, vision, projection_dim=size["projection"], text_pooling="mean")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -219,10 +229,10 @@ def train(cfg: TrainConfig) -> Path:
         config, params, tokenizer = ckpt.config, ckpt.flax_params, load_tokenizer(out)
     elif cfg.towers == "pretrained":
         config, params, tokenizer = pretrained_towers(cfg.image_size)
-    elif cfg.towers == "mini":
-        config = params = tokenizer = None
+    elif cfg.towers in SMALL_TOWERS:
+        config = params = tokenizer = None  # built once the tokenizer has seen the captions
     else:
-        raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose mini or pretrained")
+        raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose {', '.join(SMALL_TOWERS)} or pretrained")
 
     spec = CLIP_224 if cfg.towers == "pretrained" else ImageProcessorSpec("vit", cfg.image_size)
     processor = image_processor_for(spec, config)
@@ -233,7 +243,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     if config is None:
         tokenizer = train_wordpiece(data.texts(), vocab_size=1000)
-        config = mini_config(len(tokenizer), cfg.image_size, cfg.text_length)
+        config = small_config(cfg.towers, len(tokenizer), cfg.image_size, cfg.text_length)
         params = init_params(config, cfg.seed)
 
     optimizer, schedule = _optimizer(cfg)

@@ -6,8 +6,8 @@ import pytest
 import koclip
 from koclip import evaluate, scenes, train
 
-QUICK = dict(image_size=32, scenes=2000, steps=120, batch_size=64, learning_rate=3e-3, warmup_steps=10,
-             text_length=16, eval_every=1000, save_every=60)
+QUICK = dict(towers="micro", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=3e-3,
+             warmup_steps=10, text_length=16, eval_every=1000, save_every=1000)
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,11 @@ def test_a_short_run_clearly_beats_chance(trained):
 
 def test_the_final_checkpoint_is_a_model_without_optimizer_state(trained):
     assert not (trained / train.TRAIN_STATE).exists()
-    assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 64)
+    assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 32)
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    quick = {**QUICK, "scenes": 300, "steps": 8, "save_every": 4, "batch_size": 16}
+    quick = {**QUICK, "scenes": 200, "steps": 8, "save_every": 4, "batch_size": 16}
     whole = tmp_path / "whole"
     train.train(train.TrainConfig(out=str(whole), **quick))
 

@@ -39,7 +39,7 @@ def vision_config(kind: str):
     if kind == "vit":
         return ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, image_size=32, patch_size=8)
-    return ConvTowerConfig(image_size=32, widths=(8, 16), hidden_size=24)
+    return ConvTowerConfig(image_size=32, widths=(8, 16), hidden_size=24, local_size=12)
 
 
 def config(kind: str = "clip", vocab_size: int = 300) -> KoCLIPConfig:

@@ -10,7 +10,8 @@ from koclip.train import TrainConfig
 
 HELPS = {
     "out": "folder to write the model to (koclip's format: koclip.load reads it); overwritten atomically at each save",
-    "towers": "mini: small RoBERTa + small CNN from scratch (the koclip-mini recipe); "
+    "towers": "mini: small RoBERTa + small CNN from scratch (the koclip-mini recipe); micro: smaller still, "
+    "trains in seconds; "
     "pretrained: klue/roberta-large + openai/clip-vit-base-patch32 from the Hub (the original KoCLIP recipe)",
     "data": "'scenes' for generated scenes, or a Hugging Face dataset: a Hub name, a saved dataset folder, "
     "or an imagefolder (e.g. COCO with Korean captions)",
