@@ -20,6 +20,11 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedT
     tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    # The trainer numbers tokens of equal frequency in no fixed order; renumber them so that the
+    # same captions always give the same ids, and so the same model.
+    learned = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + learned)}
+    tok.model = models.WordPiece(vocab=vocab, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 0), ("[SEP]", 2)]
     )

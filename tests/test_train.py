@@ -6,8 +6,8 @@ import pytest
 import koclip
 from koclip import evaluate, scenes, train
 
-QUICK = dict(towers="micro", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=3e-3,
-             warmup_steps=10, text_length=16, eval_every=1000, save_every=1000)
+QUICK = dict(towers="mini", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=2e-3,
+             warmup_steps=20, text_length=16, eval_every=1000, save_every=1000)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_a_short_run_clearly_beats_chance(trained):
 
 def test_the_final_checkpoint_is_a_model_without_optimizer_state(trained):
     assert not (trained / train.TRAIN_STATE).exists()
-    assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 32)
+    assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 64)
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
