@@ -22,25 +22,18 @@ def _torch_key(path: tuple[str, ...]) -> str:
     return ".".join(path[:-1] + (_RENAMED.get(path[-1], path[-1]),))
 
 
-def _to_torch_layout(leaf: str, array: np.ndarray) -> np.ndarray:
-    if leaf == "kernel" and array.ndim == 2:
-        return array.T
-    if leaf == "kernel" and array.ndim == 4:
-        return array.transpose(3, 2, 0, 1)
-    return array
+# Axis orders from the Flax layout to the PyTorch one, and back, for kernels of each rank.
+_TO_TORCH = {2: (1, 0), 4: (3, 2, 0, 1)}
+_TO_FLAX = {2: (1, 0), 4: (2, 3, 1, 0)}
 
 
-def _to_flax_layout(leaf: str, array: np.ndarray) -> np.ndarray:
-    if leaf == "kernel" and array.ndim == 2:
-        return array.T
-    if leaf == "kernel" and array.ndim == 4:
-        return array.transpose(2, 3, 1, 0)
-    return array
+def _relayout(leaf: str, array: np.ndarray, axes: dict[int, tuple[int, ...]]) -> np.ndarray:
+    return array.transpose(axes[array.ndim]) if leaf == "kernel" and array.ndim in axes else array
 
 
 def flax_to_torch(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {
-        _torch_key(path): np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(value)))
+        _torch_key(path): np.ascontiguousarray(_relayout(path[-1], np.asarray(value), _TO_TORCH))
         for path, value in flatten_dict(params).items()
     }
 
@@ -53,7 +46,7 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray], template: Mapping[str, A
         if key not in state_dict:
             missing.append(key)
             continue
-        array = _to_flax_layout(path[-1], np.asarray(state_dict[key], dtype=np.float32))
+        array = _relayout(path[-1], np.asarray(state_dict[key], dtype=np.float32), _TO_FLAX)
         if array.shape != tuple(spec.shape):
             raise KoCLIPError(f"weight {key} has shape {array.shape}, the config expects {tuple(spec.shape)}")
         out[path] = array
