@@ -99,6 +99,12 @@ class KoCLIP:
             return np.zeros((0, self.dim), np.float32)
         return self.encode_pixels(self.preprocess(images))
 
+    def probabilities(self, cosine: np.ndarray) -> np.ndarray:
+        """Softmax over cosine similarities at the model's logit scale, as CLIP turns them into odds."""
+        logits = self.logit_scale * np.asarray(cosine, dtype=np.float32)
+        probs = np.exp(logits - logits.max())
+        return probs / probs.sum()
+
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cosine similarity of every row of `a` with every row of `b` (both already normalised)."""
@@ -128,9 +134,7 @@ class KoCLIP:
     def classify(self, image: ImageInput, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> list[tuple[str, float]]:
         """Zero-shot classification: (label, probability) pairs, most probable first."""
         names = [group[0] for group in self.prompts(labels, None)]
-        logits = self.logit_scale * (self.encode_image([image]) @ self.label_embeddings(names, template).T)[0]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        probs = self.probabilities((self.encode_image([image]) @ self.label_embeddings(names, template).T)[0])
         order = np.argsort(-probs, kind="stable")
         return [(names[i], float(probs[i])) for i in order]
 

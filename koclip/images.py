@@ -36,12 +36,8 @@ def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise InvalidImageError(f"{_describe(source)} is not a readable image ({exc})") from None
         except Image.DecompressionBombError:
-            image = None
-        if image is None or image.width * image.height > max_pixels:
-            raise InvalidImageError(
-                f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels"
-            )
-    if image.width * image.height > max_pixels:
+            image = None  # far over any limit: PIL refused it from the header
+    if image is None or image.width * image.height > max_pixels:
         raise InvalidImageError(f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels")
     try:
         image.load()

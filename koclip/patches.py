@@ -46,9 +46,7 @@ def rank_patches(model, image: ImageInput, query: str, rows: int = 3, cols: int 
     boxes = grid_boxes(image.width, image.height, rows, cols)
     cells = model.encode_image([image.crop(box) for box in boxes])
     cosine = (cells @ model.encode_text([query.strip()])[0]).astype(np.float32)
-    logits = model.logit_scale * cosine
-    probs = np.exp(logits - logits.max())
-    return PatchRanking(rows, cols, boxes, cosine, probs / probs.sum())
+    return PatchRanking(rows, cols, boxes, cosine, model.probabilities(cosine))
 
 
 def heatmap_overlay(image: ImageInput, ranking: PatchRanking, scores: np.ndarray | None = None) -> Image.Image:

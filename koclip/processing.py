@@ -36,6 +36,16 @@ def pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], rows - len(array), axis=0)])
 
 
+def pad_token_ids(sequences: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded to `length` (each already at most that long), and the attention mask."""
+    input_ids = np.full((len(sequences), length), pad_id, np.int32)
+    attention_mask = np.zeros((len(sequences), length), np.int32)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
 def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     # Korean WordPiece vocabularies break if lowercased: it splits Hangul into jamo.
     return AutoTokenizer.from_pretrained(str(directory), do_lower_case=False, strip_accents=False)
@@ -56,13 +66,7 @@ class TextProcessor:
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the length bucket of the longest text."""
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        length = bucket(max(len(ids) for ids in encoded), self.buckets)
-        input_ids = np.full((len(encoded), length), self.tokenizer.pad_token_id, np.int32)
-        attention_mask = np.zeros((len(encoded), length), np.int32)
-        for row, ids in enumerate(encoded):
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-        return input_ids, attention_mask
+        return pad_token_ids(encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id)
 
 
 def image_processor_for(spec: ImageProcessorSpec | None, config: KoCLIPConfig | None = None):

@@ -27,7 +27,7 @@ from koclip.backends import FlaxBackend
 from koclip.config import ConvTowerConfig, KoCLIPConfig
 from koclip.errors import KoCLIPError
 from koclip.model import DualEncoder, init_params
-from koclip.processing import image_processor_for, load_tokenizer, pixels_nhwc
+from koclip.processing import image_processor_for, load_tokenizer, pad_token_ids, pixels_nhwc
 from koclip.registry import CLIP_224, ImageProcessorSpec
 from koclip.tokenizer import train_wordpiece
 from transformers import RobertaConfig
@@ -212,12 +212,10 @@ def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, 
 
 def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-length token ids (the step then compiles once), tokenising each distinct caption once."""
-    ids = np.full((len(texts), length), tokenizer.pad_token_id, np.int32)
-    for row, text in enumerate(texts):
+    for text in texts:
         if text not in cache:
             cache[text] = tokenizer(text, truncation=True, max_length=length)["input_ids"]
-        ids[row, : len(cache[text])] = cache[text]
-    return ids, (ids != tokenizer.pad_token_id).astype(np.int32)
+    return pad_token_ids([cache[text] for text in texts], length, tokenizer.pad_token_id)
 
 
 def train(cfg: TrainConfig) -> Path:
