@@ -106,13 +106,27 @@ def test_exact_and_approximate_search_find_planted_neighbours(one_faiss_thread):
     queries = vectors[planted] + 0.3 * rng.standard_normal((50, 64)).astype(np.float32) / 8
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = gallery.exact_search(vectors, queries, 10)
-    approximate = gallery.ann_search(gallery.build_ann(vectors), vectors, queries, 10)
+    codes = gallery.build_ann(vectors)
+    approximate = gallery.ann_search(gallery.CodeScan(codes), vectors, queries, 10)
     assert [hits[0].index for hits in exact] == planted.tolist()
     assert [hits[0].index for hits in approximate] == planted.tolist()
     overlap = np.mean([len({h.index for h in a} & {h.index for h in e}) / 10 for a, e in zip(approximate, exact)])
     assert overlap >= 0.95
     half = gallery.exact_search(vectors.astype(np.float16), queries, 10)
     assert [hits[0].index for hits in half] == planted.tolist()
+
+
+def test_sliced_scan_finds_what_one_scan_finds(one_faiss_thread):
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((5_000, 32)).astype(np.float32)
+    queries = vectors[:8] + 0.05 * rng.standard_normal((8, 32)).astype(np.float32)
+    codes = gallery.build_ann(vectors)
+    whole, sliced = gallery.CodeScan(codes, 1), gallery.CodeScan(codes, 3)
+    assert len(sliced.parts) == 3 and sliced.starts == [0, 1666, 3333]
+    found = sliced.search(queries, 50)
+    assert found[:, 0].tolist() == list(range(8))  # rows of later slices come back with their gallery numbers
+    for a, b in zip(whole.search(queries, 50), found):
+        assert len(set(a) & set(b)) >= 48  # the same codes; only ties at the cut-off may differ
 
 
 def test_resume_after_a_crash_gives_the_same_gallery(reference, photos, model_dir, tmp_path, monkeypatch):
