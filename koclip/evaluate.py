@@ -61,6 +61,15 @@ def precision_at_k(model: KoCLIP, gallery: Sequence[scenes.Scene], k: int = 10) 
     return float(np.mean(scores))
 
 
+def binding(model: KoCLIP, pairs: Sequence[tuple[scenes.Scene, scenes.Scene]]) -> float:
+    """Share of swapped pairs (`scenes.swapped_pair`) in which "colour shape" of the first scene's
+    first object scores that scene above its swap. A bag of attributes scores 0.5."""
+    true = model.encode_image([a.image for a, _ in pairs])
+    swapped = model.encode_image([b.image for _, b in pairs])
+    queries = model.encode_text([f"{a.objects[0]['color']} {a.objects[0]['shape']}" for a, _ in pairs])
+    return float(np.mean((queries * true).sum(axis=1) > (queries * swapped).sum(axis=1)))
+
+
 def patch_localisation(model: KoCLIP, composites: Sequence[scenes.Scene], grid: int = 3) -> float:
     """Share of (composite, object) queries whose object's cell ranks first."""
     correct = []
@@ -104,6 +113,7 @@ def evaluate_scenes(model: KoCLIP, n: int = 500, seed: int = 1_000_003, size: in
         "seed": seed,
         "zero_shot": zero_shot_on_scenes(model, single_objects(n, seed, size)),
         "precision@10": precision_at_k(model, gallery),
+        "binding": binding(model, [scenes.swapped_pair(seed, i, size) for i in range(n // 2)]),
         "retrieval": retrieval(model, [s.image for s in gallery], main_captions, relevant),
         "patch_top1": patch_localisation(model, [scenes.composite(seed, grid, size, i) for i in range(composites)], grid),
     }

@@ -412,6 +412,26 @@ def scene(seed: int, index: int, size: int = 64, max_objects: int = 3) -> Scene:
     return _finish(rng, _scatter(rng, _random_pairs(rng, n), size), size, size)
 
 
+def swapped_pair(seed: int, index: int, size: int = 64, max_objects: int = 3) -> tuple[Scene, Scene]:
+    """Two scenes with one layout, the same shapes and the same colours, bound differently.
+
+    The second scene hands each object's colour to the next object: a red circle beside a blue
+    square becomes a blue circle beside a red square. Only binding colour to shape tells the
+    two apart, so such pairs are the hardest negatives for a caption like "빨간 원".
+    """
+    _check("seed", seed, 0)
+    _check("index", index, 0)
+    _check("size", size, MIN_SIZE)
+    _check("max_objects", max_objects, 2, MAX_OBJECTS)
+    rng = np.random.default_rng([3, seed, index])
+    n = int(rng.integers(2, max_objects + 1))
+    shapes = rng.choice(len(SHAPES), n, replace=False).tolist()
+    colors = rng.choice(len(COLORS), n, replace=False).tolist()
+    items = _scatter(rng, [(SHAPES[s], COLORS[c]) for s, c in zip(shapes, colors)], size)
+    handed_on = [({**obj, "color": items[i - 1][0]["color"]}, outline) for i, (obj, outline) in enumerate(items)]
+    return _finish(rng, items, size, size), _finish(rng, handed_on, size, size)
+
+
 def generate(n: int, seed: int = 0, size: int = 64, max_objects: int = 3) -> list[Scene]:
     """Scenes 0..n-1 of the stream `seed`; a prefix of a longer run with the same seed."""
     return [scene(seed, i, size, max_objects) for i in range(n)]

@@ -3,6 +3,12 @@
 The loss is symmetric InfoNCE with multiple positives: when the data says which captions describe
 which images (generated scenes do), a caption like "빨간 것" counts every red image in the batch as
 a match instead of pretending all but one are wrong. Without that knowledge it is plain CLIP.
+
+On generated scenes a second loss teaches binding. Contrastive training alone settles on a bag of
+attributes: "빨간 원" then scores a red square beside a blue circle as high as a red circle, on
+both towers at once, and neither tower can leave that state alone. So each (colour, shape) pair
+gets a fixed direction in the embedding space, and both towers learn to say along those
+directions which pairs an image holds and which pairs a caption names.
 """
 
 from __future__ import annotations
@@ -52,10 +58,37 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.05
     text_length: int = 24
+    label_weight: float = 0.3  # weight of the (colour, shape) label loss on scenes; 0 turns it off
     eval_every: int = 250
     save_every: int = 500
     seed: int = 0
     resume: bool = False
+
+
+# Every (colour, shape) pair, and the sharpness and threshold of its presence read along its direction.
+LABEL_PAIRS = {pair: i for i, pair in enumerate((c, s) for c in scenes.COLORS for s in scenes.SHAPES)}
+LABEL_SHARPNESS, LABEL_THRESHOLD = 20.0, 0.3
+
+
+def label_directions(dim: int, seed: int) -> np.ndarray:
+    """(pairs, dim) fixed random unit vectors, one per (colour, shape) pair; nearly orthogonal."""
+    directions = np.random.default_rng(seed).standard_normal((len(LABEL_PAIRS), dim)).astype(np.float32)
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def pair_labels(pairs) -> np.ndarray:
+    """A multi-hot row over LABEL_PAIRS."""
+    row = np.zeros(len(LABEL_PAIRS), np.float32)
+    row[[LABEL_PAIRS[p] for p in pairs]] = 1.0
+    return row
+
+
+def label_loss(embeddings: jnp.ndarray, labels: jnp.ndarray, directions: jnp.ndarray) -> jnp.ndarray:
+    """Binary cross-entropy of each pair's presence; rows without any label are left out."""
+    logits = LABEL_SHARPNESS * (embeddings @ directions.T - LABEL_THRESHOLD)
+    per_row = optax.sigmoid_binary_cross_entropy(logits, labels).sum(axis=1)
+    labelled = labels.any(axis=1)
+    return (per_row * labelled).sum() / jnp.maximum(labelled.sum(), 1)
 
 
 def contrastive_loss(text: jnp.ndarray, image: jnp.ndarray, logit_scale: jnp.ndarray, positives: jnp.ndarray):
@@ -94,38 +127,55 @@ def small_config(towers: str, vocab_size: int, image_size: int, text_length: int
 class SceneData:
     """A fixed pool of generated scenes, preprocessed once; each draw picks one caption per image.
 
-    Two batches in three are drawn from scenes whose objects all share a few colours, or a few
-    shapes. Such a batch is full of near misses (a red circle beside a white square, when the
-    caption says "빨간 사각형"), which teaches the model to bind colour to shape rather than
-    notice both somewhere in the image.
+    Batches cycle through four kinds. Two are drawn from scenes whose objects all share a few
+    colours, or a few shapes: full of near misses (a red circle beside a white square, when the
+    caption says "빨간 사각형"). One is made of swapped pairs (`scenes.swapped_pair`), where the
+    only difference is which colour goes with which shape. One is drawn from all scenes. The
+    first three teach the model to bind colour to shape rather than notice both somewhere.
     """
 
     GROUPS = (("color", scenes.COLORS, 3), ("shape", scenes.SHAPES, 2))
+    PAIRS, MIXED = len(GROUPS), len(GROUPS) + 1  # the other two kinds of batch, by step % 4
 
     def __init__(self, n: int, seed: int, size: int, processor):
         pool = [scenes.scene(seed, i, size) for i in tqdm(range(n), desc="generating scenes", unit="scene")]
+        self.n = n
+        for i in tqdm(range(max(n // 4, 1)), desc="generating swapped pairs", unit="pair"):
+            pool.extend(scenes.swapped_pair(seed, i, size))
         self.objects = [s.objects for s in pool]
         self.captions = [list(zip(s.captions_ko, s.queries)) for s in pool]
         self.pixels = np.concatenate(
-            [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, n, 512)]
+            [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, len(pool), 512)]
         )
 
     def texts(self) -> Iterator[str]:
         return (text for options in self.captions for text, _ in options)
 
-    def _candidates(self, rng: np.random.Generator, size: int, step: int) -> np.ndarray:
-        if step % 3 == 2:
-            return np.arange(len(self.pixels))
-        key, values, k = self.GROUPS[step % 3]
-        chosen = set(rng.choice(values, k, replace=False).tolist())
-        index = np.array([i for i, objs in enumerate(self.objects) if {o[key] for o in objs} <= chosen])
-        return index if len(index) >= size else np.arange(len(self.pixels))
+    def _index(self, rng: np.random.Generator, size: int, step: int) -> np.ndarray:
+        kind = step % 4
+        if kind == self.PAIRS:
+            pairs = rng.choice((len(self.pixels) - self.n) // 2, size // 2, replace=False)
+            index = (self.n + 2 * pairs[:, None] + np.arange(2)).ravel()
+            return np.concatenate([index, rng.choice(self.n, size - len(index), replace=False)])
+        candidates = np.arange(self.n)
+        if kind != self.MIXED:
+            key, values, k = self.GROUPS[kind]
+            chosen = set(rng.choice(values, k, replace=False).tolist())
+            grouped = np.array([i for i, objs in enumerate(self.objects[: self.n]) if {o[key] for o in objs} <= chosen])
+            candidates = grouped if len(grouped) >= size else candidates
+        return rng.choice(candidates, size, replace=False)
 
     def batch(self, rng: np.random.Generator, size: int, step: int):
-        index = rng.choice(self._candidates(rng, size, step), size, replace=False)
+        """Captions, pixels, positives[caption, image], and the pair labels of images and captions."""
+        index = self._index(rng, size, step)
         picked = [self.captions[i][rng.integers(len(self.captions[i]))] for i in index]
         positives = np.array([[scenes.matches(q, self.objects[j]) for j in index] for _, q in picked])
-        return [t for t, _ in picked], self.pixels[index], positives
+        image_labels = np.stack([pair_labels({(o["color"], o["shape"]) for o in self.objects[i]}) for i in index])
+        # Only captions that name a colour together with a shape say anything about binding.
+        text_labels = np.stack(
+            [pair_labels({(q.color, q.shape) for q in query.specs if q.color and q.shape}) for _, query in picked]
+        )
+        return [t for t, _ in picked], self.pixels[index], positives, (image_labels, text_labels)
 
 
 def open_dataset(name: str, split: str, image_column: str, text_column: str):
@@ -165,7 +215,7 @@ class DatasetData:
         rows = self.ds[rng.choice(len(self.ds), size, replace=False).tolist()]
         texts = [t if isinstance(t, str) else t[rng.integers(len(t))] for t in rows[self.text_column]]
         images = [im.convert("RGB") for im in rows[self.image_column]]
-        return texts, pixels_nhwc(self.processor, images), np.eye(size, dtype=bool)
+        return texts, pixels_nhwc(self.processor, images), np.eye(size, dtype=bool), None
 
 
 # ---------------------------------------------------------------------------------------- towers
@@ -255,14 +305,21 @@ def train(cfg: TrainConfig) -> Path:
 
     module = DualEncoder(config)
     deterministic = config.text_config.hidden_dropout_prob == 0
+    directions = label_directions(config.projection_dim, cfg.seed)
 
     @jax.jit
-    def step_fn(params, opt_state, ids, mask, pixels, positives, key):
+    def step_fn(params, opt_state, ids, mask, pixels, positives, labels, key):
         def loss_fn(p):
             text, image, scale = module.apply(
                 {"params": p}, ids, mask, pixels, deterministic=deterministic, rngs={"dropout": key}
             )
-            return contrastive_loss(text, image, scale, positives)
+            loss = contrastive_loss(text, image, scale, positives)
+            if labels is not None and cfg.label_weight:
+                image_labels, text_labels = labels
+                loss += cfg.label_weight * (
+                    label_loss(image, image_labels, directions) + label_loss(text, text_labels, directions)
+                ) / 2
+            return loss
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -277,10 +334,10 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
     began = time.perf_counter()
     for step in bar:
-        texts, pixels, positives = data.batch(rng, cfg.batch_size, step)
+        texts, pixels, positives, labels = data.batch(rng, cfg.batch_size, step)
         ids, mask = _pad_text(tokenizer, texts, cfg.text_length, cache)
         params, opt_state, loss = step_fn(
-            params, opt_state, ids, mask, pixels, positives.astype(np.float32), jax.random.fold_in(key, step)
+            params, opt_state, ids, mask, pixels, positives.astype(np.float32), labels, jax.random.fold_in(key, step)
         )
         done = step + 1
         if done % 10 == 0 or done == cfg.steps:

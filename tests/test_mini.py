@@ -50,6 +50,12 @@ def test_text_retrieval_finds_red_circles(mini):
     assert all(scenes.matches(query, gallery[i].objects) for i in top)
 
 
+def test_colour_is_bound_to_shape(mini):
+    # Each pair holds the same shapes and colours; only which colour goes with which shape differs.
+    preferred = evaluate.binding(mini, [scenes.swapped_pair(seed=31, index=i) for i in range(60)])
+    assert preferred >= 0.9, f"the described scene wins {preferred:.2f} of the time; a bag of words wins half"
+
+
 def test_flax_and_torch_agree_on_the_shipped_weights(mini):
     torch_mini = koclip.load("koclip-mini", backend="torch")
     image = scenes.single_object("별", "노란")

@@ -134,6 +134,19 @@ def test_composite_objects_stay_in_their_cells(grid: int) -> None:
             assert S.matches(query, scene.objects), caption
 
 
+def test_swapped_pairs_differ_only_in_binding() -> None:
+    for index in range(20):
+        a, b = S.swapped_pair(seed=5, index=index)
+        assert [o["box"] for o in a.objects] == [o["box"] for o in b.objects]
+        assert [o["shape"] for o in a.objects] == [o["shape"] for o in b.objects]
+        assert sorted(o["color"] for o in a.objects) == sorted(o["color"] for o in b.objects)
+        bound = {(o["color"], o["shape"]) for o in a.objects}
+        assert bound.isdisjoint((o["color"], o["shape"]) for o in b.objects)
+        assert not np.array_equal(pixels(a), pixels(b))
+        query = S.Query((S.ObjectSpec(shape=a.objects[0]["shape"], color=a.objects[0]["color"]),))
+        assert S.matches(query, a.objects) and not S.matches(query, b.objects)
+
+
 def test_imagefolder_round_trip(tmp_path) -> None:
     import datasets
 

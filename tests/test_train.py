@@ -1,10 +1,15 @@
 """The training recipe itself works: a small model trained here, in well under a minute, learns."""
 
+import json
+
 import numpy as np
 import pytest
 
 import koclip
 from koclip import evaluate, scenes, train
+from koclip.cli import main as cli
+from koclip.processing import image_processor_for
+from koclip.registry import ImageProcessorSpec
 
 QUICK = dict(towers="mini", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=2e-3,
              warmup_steps=20, text_length=16, eval_every=1000, save_every=1000)
@@ -26,9 +31,43 @@ def test_a_short_run_clearly_beats_chance(trained):
     assert accuracy > 0.5, f"colour accuracy {accuracy:.2f}; chance is {1 / len(labels):.2f}"
 
 
+def test_eval_command_reports_every_scene_measure(trained, capsys):
+    assert cli(["eval", "--model", str(trained), "--n", "40", "--composites", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"zero_shot", "precision@10", "binding", "retrieval", "patch_top1"}
+    assert report["zero_shot"]["color"] > 0.3  # the short run has learned colour (chance: 0.125)
+    assert 0 <= report["binding"] <= 1 and report["retrieval"]["text_to_image"]["R@10"] > 0
+
+
 def test_the_final_checkpoint_is_a_model_without_optimizer_state(trained):
     assert not (trained / train.TRAIN_STATE).exists()
     assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 64)
+
+
+def test_scene_batches_carry_pair_labels():
+    data = train.SceneData(64, seed=3, size=32, processor=image_processor_for(ImageProcessorSpec("vit", 32), None))
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        texts, pixels, positives, (image_labels, text_labels) = data.batch(rng, 16, step)
+        assert pixels.shape[0] == len(texts) == 16 and positives.diagonal().all()
+        assert (image_labels.sum(axis=1) >= 1).all()  # every image holds a (colour, shape) pair
+        # A caption's labels are pairs its image holds, and only captions naming both words get any.
+        assert ((text_labels <= image_labels) | (text_labels == 0)).all()
+        for text, row in zip(texts, text_labels):
+            named = [pair for pair, i in train.LABEL_PAIRS.items() if row[i]]
+            assert all(f"{c} {s}" in text for c, s in named), (text, named)
+            if any(f"{c} 것" in text for c in scenes.COLORS) or not any(c in text for c in scenes.COLORS):
+                assert not named, (text, named)
+
+
+def test_the_label_loss_rewards_the_right_directions():
+    directions = train.label_directions(64, seed=0)
+    labels = np.stack([train.pair_labels({("빨간", "원")}), train.pair_labels({("빨간", "원"), ("파란", "별")})])
+    right = labels @ directions
+    right /= np.linalg.norm(right, axis=1, keepdims=True)
+    wrong = np.roll(right, 1, axis=0)
+    assert 10 * float(train.label_loss(right, labels, directions)) < float(train.label_loss(wrong, labels, directions))
+    assert float(train.label_loss(right, np.zeros_like(labels), directions)) == 0.0  # unlabelled rows count for nothing
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="koclip-mini", help="model name, Hub id or folder")
     parser.add_argument("--backend", default="flax", choices=("flax", "torch"))
     parser.add_argument("--data", default="scenes",
-                        help="'scenes' (zero-shot shape/colour accuracy, precision@10, retrieval, patch localisation) "
+                        help="'scenes' (zero-shot shape/colour accuracy, precision@10, colour-shape binding, retrieval, patch localisation) "
                         "or a Hugging Face dataset for retrieval Recall@1/5/10")
     parser.add_argument("--n", type=int, default=500, help="scenes in the held-out gallery, or dataset rows to use")
     parser.add_argument("--seed", type=int, default=1_000_003, help="seed of the held-out scenes (training uses 0)")

@@ -26,6 +26,8 @@ HELPS = {
     "warmup_steps": "linear warmup steps",
     "weight_decay": "AdamW weight decay, applied to weight matrices only",
     "text_length": "captions are padded or cut to this many tokens, so the step compiles once",
+    "label_weight": "with --data scenes: weight of the loss that teaches which colour goes with which shape "
+    "(0 turns it off)",
     "eval_every": "evaluate zero-shot accuracy on held-out scenes every N steps (scenes only)",
     "save_every": "save a checkpoint every N steps",
     "seed": "random seed for data, initialisation and batches",
