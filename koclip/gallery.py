@@ -236,7 +236,12 @@ class Gallery:
                 codes = faiss.read_index(str(directory / ANN_FILE))
             except RuntimeError as exc:
                 raise GalleryError(f"{directory / ANN_FILE} is missing or damaged ({exc}); re-index this gallery") from None
-            if not isinstance(codes, faiss.IndexPQ) or codes.ntotal != count or codes.d != dim:
+            if not isinstance(codes, faiss.IndexPQ):
+                raise GalleryError(
+                    f"{directory / ANN_FILE} holds a {type(codes).__name__}, not the product-quantisation codes "
+                    "this koclip searches; re-index this gallery"
+                )
+            if codes.ntotal != count or codes.d != dim:
                 raise GalleryError(f"{directory / ANN_FILE} does not match {VECTORS}; re-index this gallery")
             ann = CodeScan(codes)
         return cls(directory, manifest, vectors, ann)

@@ -224,6 +224,13 @@ def test_index_and_search_commands_with_an_approximate_index(model_dir, tmp_path
     assert cli(["search", "", "--gallery", str(out)]) == 2
     assert "empty query" in capsys.readouterr().err
 
+    faiss = gallery.import_faiss()
+    other = faiss.IndexFlatIP(16)
+    other.add(np.asarray(opened.vectors, dtype=np.float32))
+    faiss.write_index(other, str(out / gallery.ANN_FILE))  # an index of a kind koclip does not search
+    with pytest.raises(GalleryError, match="not the product-quantisation codes.*re-index"):
+        gallery.Gallery.open(out)
+
 
 def test_search_with_another_model_is_refused(model_dir, reference, tmp_path, capsys):
     other = tmp_path / "other-model"
