@@ -149,7 +149,6 @@ class CodeScan:
             part.is_trained = True
             part.add_sa_codes(packed[start:stop])
             self.parts.append(faiss.IndexPQFastScan(part))
-        self.ntotal, self.d = count, codes.d
         self._pool = ThreadPoolExecutor(len(self.parts)) if len(self.parts) > 1 else None
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
