@@ -72,7 +72,7 @@ def main() -> None:
             codes = gallery.build_ann(vectors)
             build_s = time.perf_counter() - start
             memory = gallery.import_faiss().serialize_index(codes).nbytes
-            for slices in dict.fromkeys([1, len(gallery.CodeScan(codes).parts)]):
+            for slices in dict.fromkeys([1, gallery.scan_slices(size)]):
                 index = gallery.CodeScan(codes, slices)
                 found, seconds = latencies(lambda q: gallery.ann_search(index, vectors, q, args.k), queries)
                 recall = np.mean([len({h.index for h in a} & {h.index for h in e}) / args.k for a, e in zip(found, exact)])

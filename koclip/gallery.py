@@ -129,6 +129,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def scan_slices(count: int) -> int:
+    """How many slices a gallery of `count` rows scans in parallel: one per core, if big enough."""
+    return min(cores(), max(1, count // ROWS_PER_SLICE))
+
+
 class CodeScan:
     """Fast-scan search over product-quantisation codes, in slices scanned on parallel threads.
 
@@ -139,7 +144,7 @@ class CodeScan:
         faiss = import_faiss()
         count = codes.ntotal
         if slices is None:
-            slices = min(cores(), max(1, count // ROWS_PER_SLICE))
+            slices = scan_slices(count)
         packed = faiss.vector_to_array(codes.codes).reshape(count, codes.code_size)
         edges = np.linspace(0, count, slices + 1).astype(int).tolist()
         self.starts, self.parts = edges[:-1], []
