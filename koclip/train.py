@@ -144,6 +144,7 @@ class SceneData:
             pool.extend(scenes.swapped_pair(seed, i, size))
         self.objects = [s.objects for s in pool]
         self.captions = [list(zip(s.captions_ko, s.queries)) for s in pool]
+        self.image_labels = np.stack([pair_labels({(o["color"], o["shape"]) for o in objs}) for objs in self.objects])
         self.pixels = np.concatenate(
             [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, len(pool), 512)]
         )
@@ -170,12 +171,11 @@ class SceneData:
         index = self._index(rng, size, step)
         picked = [self.captions[i][rng.integers(len(self.captions[i]))] for i in index]
         positives = np.array([[scenes.matches(q, self.objects[j]) for j in index] for _, q in picked])
-        image_labels = np.stack([pair_labels({(o["color"], o["shape"]) for o in self.objects[i]}) for i in index])
         # Only captions that name a colour together with a shape say anything about binding.
         text_labels = np.stack(
             [pair_labels({(q.color, q.shape) for q in query.specs if q.color and q.shape}) for _, query in picked]
         )
-        return [t for t, _ in picked], self.pixels[index], positives, (image_labels, text_labels)
+        return [t for t, _ in picked], self.pixels[index], positives, (self.image_labels[index], text_labels)
 
 
 def open_dataset(name: str, split: str, image_column: str, text_column: str):
