@@ -399,13 +399,21 @@ def _random_pairs(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
     ]
 
 
-def scene(seed: int, index: int, size: int = 64, max_objects: int = 3) -> Scene:
-    """Scene `index` of the stream `seed`: 1 to `max_objects` shapes on a size x size image."""
+# Each generator draws from its own random streams, so one never changes another's output.
+_SCENE, _COMPOSITE, _SINGLE, _SWAPPED = range(4)
+
+
+def _stream(kind: int, seed: int, index: int) -> np.random.Generator:
     _check("seed", seed, 0)
     _check("index", index, 0)
+    return np.random.default_rng([kind, seed, index])
+
+
+def scene(seed: int, index: int, size: int = 64, max_objects: int = 3) -> Scene:
+    """Scene `index` of the stream `seed`: 1 to `max_objects` shapes on a size x size image."""
     _check("size", size, MIN_SIZE)
     _check("max_objects", max_objects, 1, MAX_OBJECTS)
-    rng = np.random.default_rng([0, seed, index])
+    rng = _stream(_SCENE, seed, index)
     # A good share of single objects: they are the clearest pairing of words and pixels.
     single = max_objects == 1 or rng.random() < _SINGLE_SHARE
     n = 1 if single else int(rng.integers(2, max_objects + 1))
@@ -419,11 +427,9 @@ def swapped_pair(seed: int, index: int, size: int = 64, max_objects: int = 3) ->
     square becomes a blue circle beside a red square. Only binding colour to shape tells the
     two apart, so such pairs are the hardest negatives for a caption like "빨간 원".
     """
-    _check("seed", seed, 0)
-    _check("index", index, 0)
     _check("size", size, MIN_SIZE)
     _check("max_objects", max_objects, 2, MAX_OBJECTS)
-    rng = np.random.default_rng([3, seed, index])
+    rng = _stream(_SWAPPED, seed, index)
     n = int(rng.integers(2, max_objects + 1))
     shapes = rng.choice(len(SHAPES), n, replace=False).tolist()
     colors = rng.choice(len(COLORS), n, replace=False).tolist()
@@ -444,7 +450,7 @@ def single_object(
     if shape not in SHAPES or color not in COLORS:
         raise ValueError(f"unknown shape or colour: {shape!r}, {color!r}")
     _check("size_px", size_px, MIN_SIZE)
-    rng = np.random.default_rng([2, seed])
+    rng = np.random.default_rng([_SINGLE, seed])
     size = "큰" if big else "작은"
     extent = size_px * rng.uniform(*_SIDE[size])
     cx, cy = rng.uniform(extent / 2, size_px - extent / 2, 2)
@@ -458,11 +464,9 @@ def composite(seed: int, grid: int = 3, cell: int = 64, index: int = 0) -> Scene
     Every object lies wholly inside its cell and carries `cell`: (row, col); no two objects
     share both colour and shape, so a caption like "파란 별" points at one cell.
     """
-    _check("seed", seed, 0)
     _check("grid", grid, 1, MAX_GRID)
     _check("cell", cell, MIN_SIZE)
-    _check("index", index, 0)
-    rng = np.random.default_rng([1, seed, index])
+    rng = _stream(_COMPOSITE, seed, index)
     cells = grid * grid
     k = int(rng.integers((cells + 1) // 2, cells + 1))
     filled = sorted(rng.choice(cells, size=k, replace=False).tolist())
