@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from koclip import convert  # noqa: E402
 from koclip.api import KoCLIP  # noqa: E402
 from koclip.backends import FlaxBackend, TorchBackend  # noqa: E402
-from koclip.config import KoCLIPConfig  # noqa: E402
+from koclip.config import POSITIONS_FROM_ZERO, KoCLIPConfig  # noqa: E402
 from koclip.model import init_params  # noqa: E402
-from koclip.processing import image_processor_for  # noqa: E402
-from koclip.registry import CLIP_224, VIT_224  # noqa: E402
+from koclip.processing import ImageProcessorSpec, image_processor_for  # noqa: E402
 from koclip.tokenizer import train_wordpiece  # noqa: E402
 
 KLUE_ROBERTA_LARGE = RobertaConfig(
@@ -36,9 +35,9 @@ KLUE_ROBERTA_LARGE = RobertaConfig(
     max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
 )
 VISION = {
-    "base": (CLIPVisionConfig(), CLIP_224),  # ViT-B/32 defaults
+    "base": (CLIPVisionConfig(), ImageProcessorSpec("clip", 224)),  # ViT-B/32 defaults
     "large": (ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                        patch_size=16, image_size=224), VIT_224),
+                        patch_size=16, image_size=224), ImageProcessorSpec("clip", 224)),
 }
 WORDS = "빨간 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다".split()
 
@@ -62,7 +61,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
 
 def build(name: str):
     vision, spec = VISION[name]
-    config = KoCLIPConfig(KLUE_ROBERTA_LARGE, vision, projection_dim=512)
+    config = KoCLIPConfig(KLUE_ROBERTA_LARGE, vision, projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
     tokenizer = train_wordpiece(WORDS * 20, vocab_size=200)
     params = init_params(config)
     processor = image_processor_for(spec)

@@ -18,7 +18,7 @@ from koclip.processing import (
     TextProcessor,
     batches,
     bucket,
-    image_processor_for,
+    checkpoint_image_processor,
     load_tokenizer,
     pad_rows,
     pixels_nhwc,
@@ -139,7 +139,9 @@ class KoCLIP:
         return [(names[i], float(probs[i])) for i in order]
 
     def save(self, directory: str | os.PathLike) -> Path:
-        return checkpoint.save(directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer)
+        return checkpoint.save(
+            directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_processor
+        )
 
     def __repr__(self) -> str:
         return f"KoCLIP({self.name!r}, backend={self.backend.name!r}, dim={self.dim})"
@@ -152,7 +154,6 @@ def load(name_or_path: str | os.PathLike, backend: str = "flax") -> KoCLIP:
     resolved = hub.resolve(name_or_path)
     ckpt = checkpoint.read(resolved.directory)
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
-    spec = resolved.info.image_processor if resolved.info else None
-    processor = image_processor_for(spec, ckpt.config)
+    processor = checkpoint_image_processor(ckpt.directory, ckpt.config, ckpt.format)
     backend_impl = backends.create(backend, ckpt)
     return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, processor, ckpt.directory, resolved.info)

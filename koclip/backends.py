@@ -52,7 +52,13 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, config: KoCLIPConfig, state: dict[str, np.ndarray]):
-        import torch
+        try:
+            import torch
+        except ImportError:
+            raise KoCLIPError(
+                'backend="torch" needs PyTorch, which is not installed: pip install torch '
+                "(the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+            ) from None
 
         from koclip.torch_model import TorchDualEncoder
 

@@ -47,14 +47,18 @@ def _read_msgpack(path: Path) -> dict:
 
 
 def _read_torch_file(path: Path) -> dict[str, np.ndarray]:
-    import torch
+    if path.suffix == ".safetensors":  # plain data: read without torch, which the app does not need
+        from safetensors.numpy import load_file
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-    else:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: np.asarray(v, dtype=np.float32) for k, v in load_file(str(path)).items()}
+    try:
+        import torch
+    except ImportError:
+        raise ModelUnavailableError(
+            f"{path} holds PyTorch weights, and reading them needs PyTorch: pip install torch "
+            "(the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+        ) from None
+    tensors = torch.load(path, map_location="cpu", weights_only=True)
     return {k: v.float().numpy() for k, v in tensors.items()}
 
 
@@ -101,9 +105,11 @@ def save(
     config: KoCLIPConfig,
     params: dict,
     tokenizer: Any = None,
+    image_processor: Any = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write koclip's format: config.json, flax_model.msgpack and the tokenizer, all or nothing.
+    """Write koclip's format: config.json, flax_model.msgpack, the tokenizer and the image
+    preprocessing (preprocessor_config.json), all or nothing.
 
     Files go into a temporary sibling folder that is renamed into place only once complete.
     """
@@ -117,6 +123,8 @@ def save(
         (tmp / FLAX_WEIGHTS).write_bytes(serialization.msgpack_serialize(params))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if image_processor is not None:
+            image_processor.save_pretrained(tmp)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
         old = None

@@ -17,6 +17,16 @@ from koclip.errors import KoCLIPError
 CLIP_VISION_TYPES = ("clip", "clip_vision_model")
 CONV_TYPE = "koclip_conv"
 KNOWN_FORMATS = ("hybrid-clip", "vision-text-dual-encoder", "koclip")
+# The published models' formats: trained by the original FlaxHybridCLIP code, whose conventions
+# (text positions from 0, the CLIP training transform for any vision tower) they keep.
+PUBLISHED_FORMATS = ("hybrid-clip", "vision-text-dual-encoder")
+
+# How text position ids are numbered. "from_zero": 0, 1, 2, ... for every row, pads included, as
+# FlaxHybridCLIP did when no position ids were given (the published models were trained so).
+# "roberta": padding_idx + 1 + index on tokens and padding_idx on pads, as RoBERTa was pretrained.
+POSITIONS_FROM_ZERO = "from_zero"
+POSITIONS_ROBERTA = "roberta"
+TEXT_POSITIONS = (POSITIONS_FROM_ZERO, POSITIONS_ROBERTA)
 
 
 @dataclasses.dataclass
@@ -82,6 +92,11 @@ class KoCLIPConfig:
     # "pooler": RoBERTa's pooled [CLS] output, as the published models use;
     # "mean": the mean over tokens, which lets a tower trained from scratch start learning at once.
     text_pooling: str = "pooler"
+    text_positions: str = POSITIONS_ROBERTA
+
+    def __post_init__(self):
+        if self.text_positions not in TEXT_POSITIONS:
+            raise KoCLIPError(f"unknown text_positions {self.text_positions!r}; expected one of {', '.join(TEXT_POSITIONS)}")
 
     @property
     def vision_type(self) -> str:
@@ -97,7 +112,8 @@ class KoCLIPConfig:
 
     @property
     def max_text_length(self) -> int:
-        # RoBERTa's position ids start after padding_idx, so two positions are never used.
+        # RoBERTa's position ids start after padding_idx, so two positions are never used; the same
+        # bound holds for positions from zero, which keeps one tokenizer limit for both conventions.
         return int(self.text_config.max_position_embeddings - self.text_config.pad_token_id - 1)
 
     @classmethod
@@ -113,6 +129,9 @@ class KoCLIPConfig:
             projection_dim=int(d.get("projection_dim", 512)),
             logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
             text_pooling=d.get("text_pooling", "pooler"),
+            # koclip's own format names its convention; older koclip folders (koclip-mini) used RoBERTa's.
+            text_positions=POSITIONS_FROM_ZERO if model_type in PUBLISHED_FORMATS
+            else d.get("text_positions", POSITIONS_ROBERTA),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +144,7 @@ class KoCLIPConfig:
             "projection_dim": self.projection_dim,
             "logit_scale_init_value": self.logit_scale_init_value,
             "text_pooling": self.text_pooling,
+            "text_positions": self.text_positions,
             "text_config": {**self.text_config.to_dict(), "model_type": "roberta"},
             "vision_config": vision,
         }

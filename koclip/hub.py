@@ -50,6 +50,7 @@ def offline() -> bool:
 
 
 def cache_dir() -> str:
+    # Read at each call, not at import as huggingface_hub does, so HF_HUB_CACHE set later counts.
     return os.environ.get("HF_HUB_CACHE", constants.HF_HUB_CACHE)
 
 
@@ -65,7 +66,7 @@ def _how_to_get(name: str) -> str:
 def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path:
     """A local snapshot of `repo_id`: from the cache if it is there, else downloaded."""
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError):
         pass
     if offline():
@@ -74,7 +75,7 @@ def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path
             f"so it was not downloaded. {_how_to_get(name or repo_id)}"
         )
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=10))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), etag_timeout=10))
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise ModelUnavailableError(f"the Hub has no accessible repository {repo_id}: {type(exc).__name__}") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
@@ -87,7 +88,7 @@ def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path
 
 def is_cached(repo_id: str) -> bool:
     try:
-        snapshot_download(repo_id, allow_patterns=["config.json"], local_files_only=True)
+        snapshot_download(repo_id, allow_patterns=["config.json"], cache_dir=cache_dir(), local_files_only=True)
         return True
     except (LocalEntryNotFoundError, FileNotFoundError):
         return False
@@ -119,13 +120,13 @@ def resolve(name_or_path: str | os.PathLike) -> Resolved:
 
 
 def tokenizer_dir(resolved: Resolved) -> Path:
-    """The checkpoint folder when it holds a tokenizer, else the registry's tokenizer repo."""
-    if any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+    """The registry's tokenizer for a named model; else the folder's, else klue/roberta-large's."""
+    repo = resolved.info.tokenizer if resolved.info else None
+    if repo is None and any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
         return resolved.directory
-    repo = resolved.info.tokenizer if resolved.info else registry.KLUE_TOKENIZER
-    if repo is None:
+    if repo is None and resolved.info is not None:
         raise ModelUnavailableError(f"{resolved.directory} has no tokenizer.json or vocab.txt")
-    return fetch(repo, TOKENIZER_FILES, name=resolved.name)
+    return fetch(repo or registry.KLUE_TOKENIZER, TOKENIZER_FILES, name=resolved.name)
 
 
 def download(name: str) -> list[Path]:

@@ -11,14 +11,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from koclip.config import KoCLIPConfig
+from koclip.config import POSITIONS_FROM_ZERO, KoCLIPConfig
 from koclip.towers import text_tower, vision_tower
 
 
-def roberta_position_ids(attention_mask: jnp.ndarray, padding_idx: int) -> jnp.ndarray:
-    """Positions as RoBERTa was pretrained with them: padding_idx + 1 + index, padding_idx on pads."""
+def position_ids(attention_mask: jnp.ndarray, config: KoCLIPConfig) -> jnp.ndarray:
+    """Text position ids in the checkpoint's convention (see `config.TEXT_POSITIONS`)."""
     mask = attention_mask.astype(jnp.int32)
-    return jnp.cumsum(mask, axis=1) * mask + padding_idx
+    if config.text_positions == POSITIONS_FROM_ZERO:
+        return jnp.broadcast_to(jnp.arange(mask.shape[1], dtype=jnp.int32), mask.shape)
+    return jnp.cumsum(mask, axis=1) * mask + config.text_config.pad_token_id
 
 
 def l2_normalize(x: jnp.ndarray) -> jnp.ndarray:
@@ -40,12 +42,11 @@ class DualEncoder(nn.Module):
         )
 
     def encode_text(self, input_ids, attention_mask, deterministic: bool = True):
-        position_ids = roberta_position_ids(attention_mask, self.config.text_config.pad_token_id)
         outputs = self.text_model(
             input_ids,
             attention_mask,
             token_type_ids=jnp.zeros_like(input_ids),
-            position_ids=position_ids,
+            position_ids=position_ids(attention_mask, self.config),
             head_mask=None,
             deterministic=deterministic,
         )

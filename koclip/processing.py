@@ -6,14 +6,17 @@ bucket, so a stream of queries of any length compiles at most once per (length, 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 from transformers import AutoTokenizer, CLIPImageProcessor, PreTrainedTokenizerBase, ViTImageProcessor
 
-from koclip.config import KoCLIPConfig
-from koclip.registry import ImageProcessorSpec
+from koclip.config import PUBLISHED_FORMATS, KoCLIPConfig
+from koclip.errors import KoCLIPError
 
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 BATCH_BUCKETS = (1, 4, 16, 64)
@@ -69,13 +72,55 @@ class TextProcessor:
         return pad_token_ids(encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id)
 
 
-def image_processor_for(spec: ImageProcessorSpec | None, config: KoCLIPConfig | None = None):
-    """The registry's processor; for an unregistered model, one that suits its vision tower."""
-    kind = spec.kind if spec else ("clip" if config.vision_type == "clip" else "vit")
-    size = spec.size if spec else config.image_size
-    if kind == "clip":
-        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    return ViTImageProcessor(size={"height": size, "width": size})
+PREPROCESSOR_FILE = "preprocessor_config.json"
+_PROCESSOR_CLASSES = {cls.__name__: cls for cls in (CLIPImageProcessor, ViTImageProcessor)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageProcessorSpec:
+    """`clip`: resize the short side (bicubic), centre-crop, CLIP mean/std: the transform KoCLIP was
+    trained with, for both towers. `vit`: resize to a square, mean/std 0.5."""
+
+    kind: str
+    size: int
+
+
+def image_processor_for(spec: ImageProcessorSpec):
+    if spec.kind == "clip":
+        return CLIPImageProcessor(
+            size={"shortest_edge": spec.size},
+            crop_size={"height": spec.size, "width": spec.size},
+            resample=Image.Resampling.BICUBIC,
+        )
+    return ViTImageProcessor(size={"height": spec.size, "width": spec.size})
+
+
+def _saved_image_processor(path: Path):
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        cls = _PROCESSOR_CLASSES[saved.get("image_processor_type") or saved.get("feature_extractor_type", "")
+                                 .replace("FeatureExtractor", "ImageProcessor")]
+        return cls.from_dict(saved)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        raise KoCLIPError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+    except KeyError:
+        raise KoCLIPError(
+            f"{path} names an image processor koclip does not use; it reads {', '.join(_PROCESSOR_CLASSES)}"
+        ) from None
+
+
+def checkpoint_image_processor(directory: Path, config: KoCLIPConfig, model_format: str):
+    """The image preprocessing that goes with a checkpoint.
+
+    The published formats always get the transform they were trained with (`clip`, at the vision
+    tower's size), whatever processor their folder holds. Other checkpoints get the folder's
+    preprocessor_config.json when it has one, else a transform that suits their vision tower.
+    """
+    if model_format in PUBLISHED_FORMATS:
+        return image_processor_for(ImageProcessorSpec("clip", config.image_size))
+    if (directory / PREPROCESSOR_FILE).is_file():
+        return _saved_image_processor(directory / PREPROCESSOR_FILE)
+    return image_processor_for(ImageProcessorSpec("clip" if config.vision_type == "clip" else "vit", config.image_size))
 
 
 def pixels_nhwc(processor, images: Sequence) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Named models: where their weights live and which preprocessing goes with them.
+"""Named models: where their weights live and which tokenizer goes with them.
 
-The model code never decides this; a name (or a Hub id) is looked up here first.
+The model code never decides this; a name (or a Hub id) is looked up here first. Preprocessing
+follows from the checkpoint itself (`processing.checkpoint_image_processor`).
 """
 
 from __future__ import annotations
@@ -13,25 +14,14 @@ KLUE_TOKENIZER = "klue/roberta-large"
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageProcessorSpec:
-    """`clip`: resize the short side, centre-crop, CLIP mean/std. `vit`: resize to a square, mean/std 0.5."""
-
-    kind: str
-    size: int
-
-
-CLIP_224 = ImageProcessorSpec("clip", 224)
-VIT_224 = ImageProcessorSpec("vit", 224)
-
-
-@dataclasses.dataclass(frozen=True)
 class ModelInfo:
     name: str
     description: str
-    image_processor: ImageProcessorSpec
     repo_id: str | None = None  # on the Hugging Face Hub
     bundled: str | None = None  # a folder under koclip/assets, shipped with the package
-    tokenizer: str | None = KLUE_TOKENIZER  # Hub id; None: the checkpoint folder holds its own
+    # Hub id of the tokenizer, used whatever the checkpoint folder holds (the published repos may
+    # carry CLIP's English processor files); None: the checkpoint folder holds its own.
+    tokenizer: str | None = KLUE_TOKENIZER
     size_note: str = ""
 
     @property
@@ -45,28 +35,24 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "koclip-base",
             "klue/roberta-large + CLIP ViT-B/32, fine-tuned on MSCOCO with Korean captions",
-            CLIP_224,
             repo_id="koclip/koclip-base",
-            size_note="about 1.5 GB",
+            size_note="about 1.7 GB",
         ),
         ModelInfo(
             "koclip-large",
             "klue/roberta-large + ViT-L/16, fine-tuned on MSCOCO with Korean captions",
-            VIT_224,
             repo_id="koclip/koclip-large",
-            size_note="about 1.5 GB",
+            size_note="about 2.6 GB",
         ),
         ModelInfo(
             "koclip-base-pt",
             "koclip-base exported to PyTorch (VisionTextDualEncoderModel)",
-            CLIP_224,
             repo_id="koclip/koclip-base-pt",
-            size_note="about 1.5 GB",
+            size_note="about 1.7 GB",
         ),
         ModelInfo(
             "koclip-mini",
             "a tiny KoCLIP trained on generated scenes of coloured shapes, not photos; works offline",
-            ImageProcessorSpec("vit", 64),
             bundled="koclip-mini",
             tokenizer=None,
             size_note="a few MB, ships with koclip",

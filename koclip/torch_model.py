@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel, RobertaModel, ViTConfig, ViTModel
 
-from koclip.config import ConvTowerConfig, KoCLIPConfig
+from koclip.config import POSITIONS_FROM_ZERO, ConvTowerConfig, KoCLIPConfig
 
 
 class _ChannelNorm(nn.LayerNorm):
@@ -66,8 +66,16 @@ class TorchDualEncoder(nn.Module):
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.long()
-        position_ids = torch.cumsum(mask, dim=1) * mask + self.config.text_config.pad_token_id
-        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        if self.config.text_positions == POSITIONS_FROM_ZERO:  # see config.TEXT_POSITIONS
+            position_ids = torch.arange(mask.shape[1]).expand_as(mask)
+        else:
+            position_ids = torch.cumsum(mask, dim=1) * mask + self.config.text_config.pad_token_id
+        out = self.text_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=torch.zeros_like(mask),
+            position_ids=position_ids,
+        )
         if self.config.text_pooling == "mean":
             weights = attention_mask[..., None].to(out[0].dtype)
             pooled = (out[0] * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)

@@ -30,11 +30,10 @@ from tqdm.auto import tqdm
 from koclip import checkpoint, evaluate, scenes
 from koclip.api import KoCLIP
 from koclip.backends import FlaxBackend
-from koclip.config import ConvTowerConfig, KoCLIPConfig
+from koclip.config import POSITIONS_FROM_ZERO, ConvTowerConfig, KoCLIPConfig
 from koclip.errors import KoCLIPError
 from koclip.model import DualEncoder, init_params
-from koclip.processing import image_processor_for, load_tokenizer, pad_token_ids, pixels_nhwc
-from koclip.registry import CLIP_224, ImageProcessorSpec
+from koclip.processing import ImageProcessorSpec, image_processor_for, load_tokenizer, pad_token_ids, pixels_nhwc
 from koclip.tokenizer import train_wordpiece
 from transformers import RobertaConfig
 
@@ -232,7 +231,8 @@ def pretrained_towers(image_size: int):
     text = FlaxRobertaModel.from_pretrained(text_dir, add_pooling_layer=True)
     vision = FlaxCLIPVisionModel.from_pretrained(vision_dir)
     tokenizer = AutoTokenizer.from_pretrained(text_dir, do_lower_case=False, strip_accents=False)
-    config = KoCLIPConfig(text.config, vision.config, projection_dim=512)
+    # The original recipe's conventions: text positions from 0 and the CLIP transform (see config.py).
+    config = KoCLIPConfig(text.config, vision.config, projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
     params = init_params(config)
     params = {**params, "text_model": text.params, "vision_model": vision.params}
     return config, params, tokenizer
@@ -249,7 +249,7 @@ def _optimizer(cfg: TrainConfig):
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)), schedule
 
 
-def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, step: int, rng_state: dict) -> None:
+def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, processor, step: int, rng_state: dict) -> None:
     """A loadable model; until the last step, also the optimizer state that `--resume` needs."""
     extra = {}
     if step < cfg.steps:
@@ -257,7 +257,7 @@ def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, 
             {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step,
              "rng": json.dumps(rng_state)}
         )
-    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, extra_files=extra)
+    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, processor, extra_files=extra)
 
 
 def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +282,8 @@ def train(cfg: TrainConfig) -> Path:
     else:
         raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose {', '.join(SMALL_TOWERS)} or pretrained")
 
-    spec = CLIP_224 if cfg.towers == "pretrained" else ImageProcessorSpec("vit", cfg.image_size)
-    processor = image_processor_for(spec, config)
+    spec = ImageProcessorSpec("clip" if cfg.towers == "pretrained" else "vit", cfg.image_size)
+    processor = image_processor_for(spec)
     data = (
         SceneData(cfg.scenes, cfg.seed, cfg.image_size, processor)
         if cfg.data == "scenes"
@@ -352,6 +352,6 @@ def train(cfg: TrainConfig) -> Path:
             with log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         if done % cfg.save_every == 0 or done == cfg.steps:
-            _save(cfg, config, params, opt_state, tokenizer, done, rng.bit_generator.state)
+            _save(cfg, config, params, opt_state, tokenizer, processor, done, rng.bit_generator.state)
     bar.close()
     return out

@@ -6,3 +6,26 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+
+import fake_hub  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory):
+    """A Hugging Face cache holding tiny koclip-base, koclip-large and klue/roberta-large (see fake_hub.py)."""
+    cache = tmp_path_factory.mktemp("hf-cache")
+    return cache, fake_hub.lay_cache(cache)
+
+
+@pytest.fixture
+def space(hub_cache, monkeypatch):
+    """The environment of a Space that has downloaded the published models: HF_HUB_CACHE set, offline.
+
+    Returns each repo's config and parameters, from which tests compute reference embeddings.
+    """
+    cache, models = hub_cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return models

@@ -32,8 +32,9 @@ def reference_inputs(model: koclip.KoCLIP):
     return tok["input_ids"], tok["attention_mask"], model.preprocess(images())
 
 
-def roberta_positions(mask):
-    return np.cumsum(mask, axis=1) * mask + 1
+def positions_from_zero(mask):
+    """The published models' text positions (see koclip.config.TEXT_POSITIONS)."""
+    return np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
 
 
 @pytest.fixture(scope="module", params=["clip", "vit"])
@@ -52,7 +53,7 @@ def test_hybrid_clip_checkpoint_matches_transformers_flax(hybrid_clip):
     )
     reference = FlaxVisionTextDualEncoderModel(ref_config)
     ref_text = reference.get_text_features(
-        jnp.asarray(ids), jnp.asarray(mask), position_ids=jnp.asarray(roberta_positions(mask)), params=params
+        jnp.asarray(ids), jnp.asarray(mask), position_ids=jnp.asarray(positions_from_zero(mask)), params=params
     )
     ref_image = reference.get_image_features(jnp.asarray(pixels), params=params)  # NHWC, see STACK.md
     np.testing.assert_allclose(model.encode_text(TEXTS), normalize(ref_text), atol=1e-5)
@@ -72,7 +73,11 @@ def test_pytorch_export_matches_transformers_torch(pytorch_export, backend):
     ids, mask, pixels = reference_inputs(model)
     reference = VisionTextDualEncoderModel.from_pretrained(pytorch_export).eval()
     with torch.no_grad():
-        ref_text = reference.get_text_features(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        ref_text = reference.get_text_features(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            position_ids=torch.from_numpy(np.ascontiguousarray(positions_from_zero(mask))),
+        )
         ref_image = reference.get_image_features(pixel_values=torch.from_numpy(pixels.transpose(0, 3, 1, 2)))
     np.testing.assert_allclose(model.encode_text(TEXTS), normalize(ref_text), atol=1e-5)
     np.testing.assert_allclose(model.encode_image(images()), normalize(ref_image), atol=1e-5)

@@ -32,18 +32,19 @@ def text_config(vocab_size: int) -> RobertaConfig:
     )
 
 
-def vision_config(kind: str):
+def vision_config(kind: str, image_size: int = 32):
+    """A tiny tower of the kind given; at 224 px the patches are ViT-B/32's (clip) or ViT-L/16's (vit)."""
     if kind == "clip":
-        return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, image_size=32, patch_size=8)
+        return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=image_size, patch_size=8 if image_size == 32 else 32)
     if kind == "vit":
-        return ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, image_size=32, patch_size=8)
-    return ConvTowerConfig(image_size=32, widths=(8, 16), hidden_size=24, local_size=12)
+        return ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         image_size=image_size, patch_size=8 if image_size == 32 else 16)
+    return ConvTowerConfig(image_size=image_size, widths=(8, 16), hidden_size=24, local_size=12)
 
 
-def config(kind: str = "clip", vocab_size: int = 300) -> KoCLIPConfig:
-    return KoCLIPConfig(text_config(vocab_size), vision_config(kind), projection_dim=16)
+def config(kind: str = "clip", vocab_size: int = 300, image_size: int = 32) -> KoCLIPConfig:
+    return KoCLIPConfig(text_config(vocab_size), vision_config(kind, image_size), projection_dim=16)
 
 
 def _random_params(cfg: KoCLIPConfig, seed: int) -> dict:
@@ -55,25 +56,40 @@ def _random_params(cfg: KoCLIPConfig, seed: int) -> dict:
     return jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.02 * rng.standard_normal(x.shape).astype(np.float32), params)
 
 
-def write_hybrid_clip(directory: Path, seed: int = 0, kind: str = "clip") -> tuple[KoCLIPConfig, dict]:
-    """The published koclip-base / koclip-large layout, as `FlaxHybridCLIP.save_pretrained` wrote it."""
-    tok = tokenizer()
-    cfg = config(kind, len(tok))
+def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32,
+                      vision_type: str = "clip", vocab_size: int = 300) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
+    """config.json and flax_model.msgpack as the original `FlaxHybridCLIP.save_pretrained` wrote them.
+
+    `vision_type` is the CLIP tower's `model_type`: "clip" (a full CLIP config whose vision part is
+    used) or "clip_vision_model" (the vision config alone).
+    """
+    cfg = config(kind, vocab_size, image_size)
     params = _random_params(cfg, seed)
-    directory.mkdir(parents=True, exist_ok=True)
     vision = cfg.vision_config.to_dict()
-    if kind == "clip":
-        # hybrid-clip kept a full CLIP config and used its vision part.
+    if kind == "clip" and vision_type == "clip":
         vision = {**CLIPConfig(vision_config=vision).to_dict(), "model_type": "clip"}
+    elif kind == "clip":
+        vision = {**vision, "model_type": "clip_vision_model"}
     raw = {
+        "architectures": ["FlaxHybridCLIP"],
+        "initializer_factor": 1.0,
         "model_type": "hybrid-clip",
         "projection_dim": cfg.projection_dim,
         "text_config": {**cfg.text_config.to_dict(), "model_type": "roberta"},
         "vision_config": vision,
-        "architectures": ["FlaxHybridCLIP"],
+        "transformers_version": "4.9.0.dev0",
     }
-    (directory / "config.json").write_text(json.dumps(raw))
-    (directory / "flax_model.msgpack").write_bytes(serialization.to_bytes(params))
+    files = {"config.json": json.dumps(raw, indent=2).encode(), "flax_model.msgpack": serialization.to_bytes(params)}
+    return cfg, params, files
+
+
+def write_hybrid_clip(directory: Path, seed: int = 0, kind: str = "clip") -> tuple[KoCLIPConfig, dict]:
+    """A hybrid-clip folder with its own tokenizer, for tests that load a folder."""
+    tok = tokenizer()
+    cfg, params, files = hybrid_clip_files(seed, kind, vocab_size=len(tok))
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
     tok.save_pretrained(directory)
     return cfg, params
 
