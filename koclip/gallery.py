@@ -212,12 +212,26 @@ def model_reference(manifest: dict[str, Any]) -> str:
 
 
 class Gallery:
-    def __init__(self, path: Path, manifest: dict[str, Any], vectors: np.ndarray, ann: CodeScan | None):
-        self.path = path
+    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray, ann: CodeScan | None):
+        self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
         self.vectors = vectors
         self.ann = ann
         self._metadata: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def in_memory(cls, model: KoCLIP, vectors: np.ndarray, rows: list[dict[str, Any]]) -> Gallery:
+        """A small gallery searched exactly and kept in memory, such as a visitor's own uploads.
+
+        Each row's `thumbnail` is the image itself (JPEG bytes), not a file name.
+        """
+        if len(vectors) != len(rows):
+            raise GalleryError(f"{len(vectors)} vectors for {len(rows)} metadata rows")
+        manifest = {"format_version": FORMAT_VERSION, "model": model.name, "model_revision": model.revision,
+                    "dim": model.dim, "dtype": "float32", "count": len(rows), "index": EXACT}
+        gallery = cls(None, manifest, np.asarray(vectors, np.float32).reshape(len(rows), model.dim), None)
+        gallery._metadata = list(rows)
+        return gallery
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Gallery:
@@ -274,7 +288,7 @@ class Gallery:
 
     @property
     def metadata(self) -> list[dict[str, Any]]:
-        if self._metadata is None:
+        if self._metadata is None:  # only galleries on disk start without it
             try:
                 with (self.path / METADATA).open(encoding="utf-8") as f:
                     rows = [json.loads(line) for line in f if line.strip()]
@@ -286,10 +300,18 @@ class Gallery:
         return self._metadata
 
     def item(self, index: int) -> dict[str, Any]:
-        """Row `index`'s metadata, with `thumbnail` as a full path."""
+        """Row `index`'s metadata, with `thumbnail` as a full path (or as bytes, in memory)."""
         row = dict(self.metadata[index])
-        row["thumbnail"] = self.path / row["thumbnail"]
+        if self.path is not None:
+            row["thumbnail"] = self.path / row["thumbnail"]
         return row
+
+    def similar(self, index: int, k: int = 10) -> list[Hit]:
+        """The k rows most like row `index` by image-image similarity, the row itself left out."""
+        if not 0 <= index < len(self):
+            raise InvalidInputError(f"row {index} is not in this gallery of {len(self)} images")
+        hits = self.search_vectors(np.asarray(self.vectors[index], np.float32), k + 1)
+        return [hit for hit in hits if hit.index != index][:k]
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.path)!r}, model={self.model!r}, count={len(self)}, index={self.manifest['index']!r})"
@@ -310,6 +332,12 @@ def search(model: KoCLIP, gallery: Gallery, query: str, k: int = 10) -> list[Hit
         raise InvalidInputError("empty query: enter some text to search for")
     check_model(model, gallery)
     return gallery.search_vectors(model.encode_text([query])[0], k)
+
+
+def search_image(model: KoCLIP, gallery: Gallery, image, k: int = 10) -> list[Hit]:
+    """The k gallery images most like `image` (anything `koclip.open_image` takes)."""
+    check_model(model, gallery)
+    return gallery.search_vectors(model.encode_image([image])[0], k)
 
 
 def list_galleries(root: str | os.PathLike, model_name: str | None = None) -> list[Path]:

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -93,6 +93,12 @@ class DatasetSource:
                 data = datasets.load_dataset(self.name, split=self.split)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise KoCLIPError(f"cannot load dataset {self.name!r} split {self.split!r}: {exc}") from None
+        except OSError as exc:  # ConnectionError among them: offline, or the Hub did not answer
+            raise KoCLIPError(
+                f"dataset {self.name!r} is not in the datasets cache ({datasets.config.HF_DATASETS_CACHE}) and "
+                f"could not be downloaded ({exc}). Run this where the Hugging Face Hub can be reached, "
+                "or name a dataset folder on this machine instead."
+            ) from None
         for column in (self.image_column, self.caption_column):
             if column is not None and column not in data.column_names:
                 raise KoCLIPError(f"dataset {self.name!r} has no column {column!r}; it has {', '.join(data.column_names)}")
@@ -138,7 +144,8 @@ def thumbnail_name(position: int) -> str:
     return f"{gallery.THUMBS}/{position:07d}.jpg"
 
 
-def _thumbnail(image: Image.Image) -> bytes:
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """A small JPEG of `image`, at most THUMB_SIDE pixels a side, to show beside results."""
     small = image.copy()
     small.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buffer = io.BytesIO()
@@ -172,7 +179,7 @@ class Decoder:
             record = {"source": key, "width": image.width, "height": image.height, **extra,
                       "thumbnail": thumbnail_name(position)}
             records.append(json.dumps(record, ensure_ascii=False))
-            thumbs.append(_thumbnail(image))
+            thumbs.append(thumbnail_jpeg(image))
             images.append(image)
         pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
         if images:
@@ -317,25 +324,52 @@ class Job:
         return manifest
 
 
-def build(source: Source, model_ref: str, out: str | os.PathLike, *, batch_size: int = 64,
+class _ReportingBar(tqdm):
+    """A progress bar that also tells `report(done, total)` of every step, for callers without a terminal."""
+
+    def __init__(self, *args, report: Callable[[int, int], None] | None = None, **kwargs):
+        self._report = report
+        super().__init__(*args, **kwargs)
+        self._count = int(kwargs.get("initial", 0))  # a disabled tqdm does not count
+
+    def update(self, n: float | None = 1) -> bool | None:
+        shown = super().update(n)
+        self._count += int(n or 0)
+        if self._report is not None:
+            self._report(self._count, int(self.total))
+        return shown
+
+
+def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_size: int = 64,
           dtype: str = "float32", engine: str = "local", workers: int = 1,
           ann_threshold: int = gallery.ANN_THRESHOLD, overwrite: bool = False,
-          backend: str = "flax", progress: bool = True) -> dict[str, Any]:
-    """Index `source` with the model `model_ref` into the gallery folder `out`; returns its manifest."""
+          backend: str = "flax", progress: bool = True,
+          on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Index `source` into the gallery folder `out`; returns its manifest.
+
+    `model` is a loaded model, or a name, Hub id or folder to load with `backend`. `on_progress`
+    is called with (images done, images in all) after every chunk, and once at the start.
+    """
     if engine not in ENGINES:
         raise KoCLIPError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     if dtype not in gallery.DTYPES:
         raise KoCLIPError(f"unknown dtype {dtype!r}; choose {' or '.join(gallery.DTYPES)}")
     if batch_size < 1:
         raise KoCLIPError(f"batch size must be at least 1, got {batch_size}")
-    model = load(model_ref, backend)
+    if isinstance(model, (str, os.PathLike)):
+        model_ref, model = str(model), load(model, backend)
+    else:
+        model_ref, backend = str(model.directory) if model.info is None else model.name, model.backend.name
     description = source.describe()
     identity = {"format_version": gallery.FORMAT_VERSION, "model": model.name,
                 "revision": model.revision, "source": description}
     job = Job.start(out, source.keys(), batch_size, identity, overwrite)
     pending = job.pending()
     done = len(job.keys) - sum(job.chunk_length(i) for i in pending)
-    bar = tqdm(total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress)
+    bar = _ReportingBar(total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress,
+                        report=on_progress)
+    if on_progress is not None:
+        on_progress(done, len(job.keys))
     # Every image is resized to one shape: zeros of it stand in for unreadable ones.
     pixel_shape = model.preprocess([Image.new("RGB", (8, 8))]).shape[1:]
     decoder = Decoder(source, model.image_processor, pixel_shape)

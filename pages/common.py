@@ -9,7 +9,6 @@ import dataclasses
 import re
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import BinaryIO
 
 import requests
@@ -19,10 +18,10 @@ from huggingface_hub import constants
 from PIL import Image
 
 import koclip
-from koclip import hub, registry, webimage
+from koclip import hub, registry, settings, webimage
 from koclip.errors import KoCLIPError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = settings.APP_ROOT
 MODEL_KEY = "model_name"
 READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
 MINI_NOTICE = (
@@ -71,9 +70,11 @@ def _describe(name: str) -> str:
 
 
 def model_picker() -> None:
-    """The sidebar's model choice, stored under MODEL_KEY; koclip-base when it can be had."""
+    """The sidebar's model choice, stored under MODEL_KEY: the operator's KOCLIP_MODEL, else
+    koclip-base when it can be had, else koclip-mini."""
+    chosen = settings.default_model()
     base = availability("koclip-base") in (READY, DOWNLOAD)
-    default = "koclip-base" if base else "koclip-mini"
+    default = chosen if chosen in registry.DEMO_MODELS else "koclip-base" if base else "koclip-mini"
     name = st.sidebar.selectbox(
         "Model", registry.DEMO_MODELS, index=registry.DEMO_MODELS.index(default), format_func=_describe, key=MODEL_KEY
     )

@@ -1,18 +1,32 @@
-"""Text → Image: search a precomputed gallery of image embeddings with a Korean query."""
+"""Text → Image: search a gallery of image embeddings with a Korean query, or with an image.
+
+Every model can answer here without a command line: when it has no gallery yet, the sample photos
+that ship with the installed packages are encoded on first use, and a visitor can add a collection
+from the Hub or their own photos.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import streamlit as st
 
-from koclip import gallery
+from koclip import builds, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
 from pages import common
 
-GALLERY_ROOT = common.ROOT / "embeddings"
-EXAMPLE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
+SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
+PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")
 GRID_COLUMNS = 5
+MAX_OWN_PHOTOS = 24
+OWN = "own"  # the gallery key of this session's uploaded photos
+
+
+@st.cache_resource(show_spinner=False)
+def server_builds() -> builds.Builds:
+    """The gallery builds of this server, shared by every session."""
+    return builds.Builds()
 
 
 @st.cache_resource(show_spinner="Opening the gallery…")
@@ -20,48 +34,210 @@ def open_gallery(path: str) -> gallery.Gallery:
     return gallery.Gallery.open(path)
 
 
+def disk_galleries(model_name: str) -> dict[str, str]:
+    """Finished galleries of `model_name`: path → label."""
+    found = {}
+    for root in settings.gallery_roots():
+        for path in gallery.list_galleries(root, model_name):
+            count = gallery.read_manifest(path)["count"]
+            found[str(path)] = f"{path.name} ({count:,} images)"
+    return found
+
+
+def own_gallery(model) -> gallery.Gallery | None:
+    """This session's uploaded photos, encoded once per set of files and model; None when there are none."""
+    files = st.session_state.get(f"t2i_own_files_{st.session_state.get('t2i_own_round', 0)}") or []
+    if not files:
+        return None
+    digest = hashlib.sha256(b"".join(hashlib.sha256(f.getvalue()).digest() for f in files)).hexdigest()
+    cached = st.session_state.get("t2i_own")
+    if cached is not None and cached[0] == (model.name, digest):
+        return cached[1]
+    rows, images = [], []
+    for file in files[:MAX_OWN_PHOTOS]:
+        image = common.open_upload(file)
+        if image is not None:
+            rows.append({"source": file.name, "caption": file.name, "thumbnail": indexing.thumbnail_jpeg(image)})
+            images.append(image)
+    if not images:
+        return None
+    with st.spinner(f"Encoding {len(images)} photos with {model.name}…"):
+        collection = gallery.Gallery.in_memory(model, model.encode_image(images), rows)
+    st.session_state["t2i_own"] = ((model.name, digest), collection)
+    return collection
+
+
+def build_progress(build: builds.Build, what: str) -> None:
+    """A progress bar for a running build, refreshed every second; the page reruns when it ends."""
+
+    @st.fragment(run_every=1.0)
+    def show() -> None:
+        status = build.status
+        if status.phase == builds.PREPARING:
+            st.progress(0.0, text=f"{what}: getting the images ready (a Hub dataset downloads first)…")
+        elif status.phase == builds.ENCODING:
+            eta = f"about {status.eta:.0f} s left" if status.eta is not None else "measuring speed"
+            resumed = f" · resumed at {status.resumed_from:,}" if status.resumed_from else ""
+            st.progress(
+                status.done / max(status.total, 1),
+                text=f"{what}: {status.done:,} of {status.total:,} images · {status.rate:.1f} images/s · {eta}{resumed}",
+            )
+        elif status.phase == builds.FAILED:
+            st.error(f"{what} could not be built: {status.error}")
+        else:
+            st.rerun()  # finished: the whole page redraws with the new gallery
+
+    show()
+
+
+def start_samples(model) -> builds.Build:
+    out = settings.embeddings_dir() / f"{model.name}-samples"
+    return server_builds().start(out, samples.SampleSource(), model, batch_size=16)
+
+
+def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
+    source = indexing.DatasetSource(dataset.name, dataset.split, dataset.image_column, dataset.caption_column)
+    return server_builds().start(settings.embeddings_dir() / dataset.folder_name(model.name), source, model)
+
+
+def collections_panel(model, have_gallery: bool) -> None:
+    """Ways to get something to search: sample photos, a Hub dataset, the visitor's own photos."""
+    dataset = settings.gallery_dataset()
+    dataset_out = settings.embeddings_dir() / dataset.folder_name(model.name)
+    if (dataset_out / indexing.PARTIAL).is_dir() and server_builds().get(dataset_out) is None:
+        start_dataset(model, dataset)  # a build stopped by a restart: carry on where it was
+    with st.expander("Add photos to search", expanded=not have_gallery, icon=":material/add_photo_alternate:"):
+        sample_tab, hub_tab, own_tab = st.tabs(["Sample photos", "A collection from the Hub", "Your photos"])
+        with sample_tab:
+            photos = samples.sample_photos()
+            st.write(
+                f"{len(photos)} real photos that ship inside the installed Python packages (scikit-image, "
+                f"scikit-learn, …), encoded with {model.name} once and then kept for every visitor."
+            )
+            build = server_builds().get(settings.embeddings_dir() / f"{model.name}-samples")
+            if build is not None and build.status.running:
+                build_progress(build, "Sample photos")
+            elif st.button("Encode the sample photos", key="t2i_build_samples"):
+                build_progress(start_samples(model), "Sample photos")
+        with hub_tab:
+            st.write(
+                f"The `{dataset.name}` dataset, split `{dataset.split}`, from the Hugging Face Hub: downloaded, "
+                f"encoded with {model.name} and saved on this server, so every later visitor gets it at once. "
+                "A Space operator picks the dataset with the `KOCLIP_GALLERY_DATASET` and `KOCLIP_GALLERY_SPLIT` "
+                "variables."
+            )
+            build = server_builds().get(dataset_out)
+            if build is not None and (build.status.running or build.status.phase == builds.FAILED):
+                build_progress(build, dataset.name)
+            elif st.button(f"Build a gallery from {dataset.name}", key="t2i_build_dataset"):
+                build_progress(start_dataset(model, dataset), dataset.name)
+        with own_tab:
+            st.write(f"Up to {MAX_OWN_PHOTOS} photos, searched in this session only and never saved.")
+            round_ = st.session_state.setdefault("t2i_own_round", 0)
+            st.file_uploader(
+                "Your photos (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"], accept_multiple_files=True,
+                key=f"t2i_own_files_{round_}",
+            )
+            st.button("Clear my photos", key="t2i_own_clear", on_click=clear_own_photos)
+
+
+def clear_own_photos() -> None:
+    st.session_state["t2i_own_round"] = st.session_state.get("t2i_own_round", 0) + 1
+    st.session_state.pop("t2i_own", None)
+    if st.session_state.get("t2i_gallery") == OWN:
+        st.session_state.pop("t2i_gallery")
+
+
+def picture(thumbnail):
+    """What st.image takes for a result's thumbnail: a file path as text, or the JPEG bytes."""
+    return thumbnail if isinstance(thumbnail, bytes) else str(thumbnail)
+
+
 def use_query(query: str) -> None:
     st.session_state["t2i_query"] = query
+    st.session_state["t2i_mode"] = "Text"
+
+
+def more_like(key: str, index: int) -> None:
+    st.session_state["t2i_like"] = (key, index)
+    st.session_state["t2i_mode"] = "Image"
+
+
+def forget_like() -> None:
+    st.session_state.pop("t2i_like", None)
 
 
 st.title("Text → Image")
-st.caption("Retrieval: the images of a gallery whose embeddings lie closest to the query's.")
+st.caption("Retrieval: the images of a gallery whose embeddings lie closest to a query, in words or as an image.")
 model = common.current_model()
 
-paths = gallery.list_galleries(GALLERY_ROOT, model.name)
-if not paths:
-    st.warning(
-        f"There is no gallery made with **{model.name}** in `{GALLERY_ROOT.name}/`. Build one from a folder "
-        "of images (or from generated scenes of shapes: write `scenes` for the folder), then reload this page:"
-    )
-    st.code(f"python -m koclip index IMAGE_FOLDER --model {model.name} --out embeddings/NAME", language="bash")
+on_disk = disk_galleries(model.name)
+own = own_gallery(model)
+labels = on_disk | ({OWN: f"Your photos ({len(own)})"} if own is not None else {})
+if not labels:
+    start_samples(model)  # every model answers: the sample photos take seconds to encode
+collections_panel(model, bool(labels))
+if not labels:
+    st.info(f"There is no gallery made with **{model.name}** yet: the sample photos above are being encoded.")
     st.stop()
 
-chosen = st.selectbox("Gallery", paths, format_func=lambda path: path.name, key="t2i_gallery")
-st.write("Examples:")
-for column, example in zip(st.columns(len(EXAMPLE_QUERIES)), EXAMPLE_QUERIES, strict=True):
-    column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
-st.session_state.setdefault("t2i_query", EXAMPLE_QUERIES[0])
-query = common.query_input(model, "t2i_query")
-k = st.slider("Top k", 1, 20, 10, key="t2i_k")
-if query is None:
-    st.stop()
-
+if st.session_state.get("t2i_gallery") not in labels:
+    st.session_state.pop("t2i_gallery", None)
+chosen = st.selectbox("Gallery", list(labels), format_func=labels.get, key="t2i_gallery")
 try:
-    collection = open_gallery(str(chosen))
-    start = time.perf_counter()
-    hits = gallery.search(model, collection, query, k)
-    elapsed = time.perf_counter() - start
-    results = [collection.item(hit.index) | {"score": hit.score} for hit in hits]
+    collection = own if chosen == OWN else open_gallery(chosen)
 except KoCLIPError as exc:  # a damaged or unfinished gallery
     st.error(str(exc))
     st.stop()
+
+mode = st.radio("Search with", ("Text", "Image"), horizontal=True, key="t2i_mode")
+k = st.slider("Top k", 1, 20, 10, key="t2i_k")
+start = time.perf_counter()
+try:
+    if mode == "Text":
+        examples = SCENE_QUERIES if model.name == "koclip-mini" else PHOTO_QUERIES
+        st.write("Examples:")
+        for column, example in zip(st.columns(len(examples)), examples, strict=True):
+            column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
+        st.session_state.setdefault("t2i_query", examples[0])
+        query = common.query_input(model, "t2i_query")
+        if query is None:
+            st.stop()
+        hits = gallery.search(model, collection, query, k)
+        asked = f"“{common.quote(query)}”"
+    else:
+        like = st.session_state.get("t2i_like")
+        if like is not None and like[0] == chosen and like[1] < len(collection):
+            left, right = st.columns([1, 4])
+            left.image(picture(collection.item(like[1])["thumbnail"]), width="stretch")
+            right.write("Images most like this one, by image–image similarity:")
+            right.button("Search with another image", on_click=forget_like, key="t2i_like_clear")
+            hits = collection.similar(like[1], k)
+            asked = "this image"
+        else:
+            upload = st.file_uploader("Query image (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"],
+                                      key="t2i_query_image")
+            image = common.open_upload(upload) if upload else None
+            if image is None:
+                st.info("Upload an image, or press **More like this** under a result, to find similar images.")
+                st.stop()
+            st.image(image, width=160)
+            hits = gallery.search_image(model, collection, image, k)
+            asked = "your image"
+except KoCLIPError as exc:  # a damaged gallery, or a model that does not fit it
+    st.error(str(exc))
+    st.stop()
+elapsed = time.perf_counter() - start
+results = [collection.item(hit.index) | {"score": hit.score, "index": hit.index} for hit in hits]
 st.session_state["t2i_results"] = results
-st.caption(f"“{common.quote(query)}”: {len(results)} best of {len(collection)} · {elapsed * 1000:.0f} ms")
+st.caption(f"{asked}: {len(results)} best of {len(collection):,} · {elapsed * 1000:.0f} ms")
 
 columns = st.columns(GRID_COLUMNS)
 for rank, result in enumerate(results):
     caption = f"#{rank + 1} · {result['score']:.3f}"
     if result.get("caption"):
         caption += f" · {result['caption']}"
-    columns[rank % GRID_COLUMNS].image(str(result["thumbnail"]), caption=caption, width="stretch")
+    with columns[rank % GRID_COLUMNS]:
+        st.image(picture(result["thumbnail"]), caption=caption, width="stretch")
+        st.button("More like this", key=f"t2i_like_{rank}", on_click=more_like, args=(chosen, result["index"]),
+                  width="stretch")

@@ -4,6 +4,7 @@ that ends in an error message rather than an exception."""
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,7 @@ TIMEOUT = 300  # the first run imports jax and compiles the model; later runs ta
 LONG_QUERY = ("빨간 원 " * 2000)[:10_000]
 
 
-@pytest.fixture
-def app(monkeypatch) -> AppTest:
+def start_app(monkeypatch) -> AppTest:
     # Streamlit 1.67 sees the pages/ folder as an old-style multipage app and, from the second
     # AppTest run on, runs the page alone without app.py; app.py uses st.navigation, so say so.
     init = PagesManager.__init__
@@ -30,7 +30,12 @@ def app(monkeypatch) -> AppTest:
         init(self, *args, **kwargs)
 
     monkeypatch.setattr(PagesManager, "__init__", navigation_only)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture
+def app(monkeypatch) -> AppTest:
+    at = start_app(monkeypatch)
     at.selectbox(key="model_name").select("koclip-mini").run()
     return at
 
@@ -180,11 +185,13 @@ def test_text_to_image_finds_a_red_circle_in_the_shipped_gallery(app):
     assert len(app.get("image")) == len(results)
 
 
-def test_text_to_image_without_a_gallery_says_how_to_build_one(app, monkeypatch):
+def test_text_to_image_without_a_gallery_encodes_the_sample_photos(app, monkeypatch, tmp_path):
     monkeypatch.setattr(gallery, "list_galleries", lambda root, model_name=None: [])
+    monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(tmp_path))
     page(app, "text_to_image")
-    assert any("no gallery made with **koclip-mini**" in text for text in texts(app.warning))
-    assert any("python -m koclip index" in block.value for block in app.code)
+    assert any("sample photos" in text for text in texts(app.info))
+    assert not app.code  # no command line to run: the page builds what it needs
+    run_until(app, lambda at: (tmp_path / "koclip-mini-samples" / "manifest.json").is_file())
 
 
 def test_text_to_image_example_buttons_fill_the_query(app):
@@ -211,3 +218,91 @@ def test_a_10000_character_query_is_cut_with_a_warning(app, name, key):
     app.text_input(key=key).input(LONG_QUERY).run()
     assert any("only its beginning was used" in text for text in texts(app.warning))
     assert not app.exception
+
+
+# ---------------------------------------------------------------- the Space, with the published models
+
+
+@pytest.fixture
+def space_app(space, monkeypatch, tmp_path) -> AppTest:
+    """The app as a Space visitor meets it once the published models are in the Hub cache."""
+    monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(tmp_path / "embeddings"))
+    return start_app(monkeypatch)
+
+
+def run_until(at: AppTest, done, seconds: float = 120) -> AppTest:
+    """Rerun the page until `done(at)`, as the page's progress fragment does in a browser."""
+    deadline = time.monotonic() + seconds
+    while not done(at):
+        assert time.monotonic() < deadline, "the page did not get there in time"
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def gallery_options(at: AppTest) -> list[str]:
+    boxes = [box for box in at.selectbox if box.key == "t2i_gallery"]
+    return boxes[0].options if boxes else []
+
+
+def test_on_a_space_koclip_base_is_picked_and_ready(space_app):
+    assert space_app.selectbox(key="model_name").value == "koclip-base"
+    assert "koclip-base — ready" in space_app.selectbox(key="model_name").options
+    assert not space_app.exception
+
+
+@pytest.mark.parametrize("name", ["koclip-base", "koclip-large"])
+def test_image_to_text_answers_with_a_published_model(space_app, name):
+    space_app.selectbox(key="model_name").select(name).run()
+    page(space_app, "image_to_text")
+    space_app.selectbox(key="i2t_example").select("Photo: chelsea").run()
+    assert not space_app.exception and not space_app.error
+    ranking = next(text for text in texts(space_app.markdown) if text.startswith("1. "))
+    assert ranking.count("%") == 5
+    assert any(caption.startswith(name) for caption in texts(space_app.caption))
+
+
+def test_text_to_patch_answers_with_koclip_base(space_app):
+    page(space_app, "text_to_patch")
+    space_app.selectbox(key="t2p_example").select("Photo: coffee").run()
+    assert not space_app.exception
+    assert any(text.startswith("Best patch for “커피 잔”") for text in texts(space_app.markdown))
+
+
+def test_text_to_image_with_koclip_base_searches_the_sample_photos(space_app, tmp_path):
+    page(space_app, "text_to_image")
+    assert any("sample photos" in text for text in texts(space_app.info))
+    run_until(space_app, lambda at: "t2i_results" in at.session_state)
+    assert not space_app.exception
+    results = space_app.session_state["t2i_results"]
+    assert len(results) == 10 and all(result["caption"] for result in results)
+    assert (tmp_path / "embeddings" / "koclip-base-samples" / "manifest.json").is_file()
+
+    # More like this: image-image ranking from a result, the result itself left out.
+    picked = results[3]["index"]
+    space_app.button(key="t2i_like_3").click().run()
+    assert space_app.radio(key="t2i_mode").value == "Image"
+    similar = space_app.session_state["t2i_results"]
+    assert similar and picked not in [result["index"] for result in similar]
+    assert any(text.startswith("this image: ") for text in texts(space_app.caption))
+
+
+def test_text_to_image_builds_a_gallery_from_a_dataset(space_app, monkeypatch, tmp_path):
+    # A Hub-style dataset, made here: the Space variables name it as they would name a Hub id.
+    import datasets
+
+    pictures = [scene.image for scene in scenes.generate(12, seed=2, size=40)]
+    data = datasets.Dataset.from_dict({"image": pictures, "caption": [f"장면 {i}" for i in range(12)]})
+    data.cast_column("image", datasets.Image()).save_to_disk(str(tmp_path / "photos"))
+    monkeypatch.setenv("KOCLIP_GALLERY_DATASET", str(tmp_path / "photos"))
+    monkeypatch.setenv("KOCLIP_GALLERY_SPLIT", "train")
+    monkeypatch.setenv("KOCLIP_GALLERY_CAPTION_COLUMN", "caption")
+    page(space_app, "text_to_image")
+    space_app.button(key="t2i_build_dataset").click().run()
+    assert not space_app.exception
+    name = "koclip-base-photos-train"
+    run_until(space_app, lambda at: any(option.startswith(name) for option in gallery_options(at)))
+    option = next(o for o in gallery_options(space_app) if o.startswith(name))
+    assert option == f"{name} (12 images)"
+    space_app.selectbox(key="t2i_gallery").select(str(tmp_path / "embeddings" / name)).run()
+    assert {result["caption"] for result in space_app.session_state["t2i_results"]} <= {f"장면 {i}" for i in range(12)}

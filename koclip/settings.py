@@ -1,0 +1,60 @@
+"""What the operator of a server (a Hugging Face Space, say) sets, through environment variables.
+
+On a Space these are the Space's variables (Settings → Variables and secrets); they are read each
+time they are used, so a test can change them.
+
+  KOCLIP_MODEL               the model the sidebar starts on (default: koclip-base when it can be
+                             had, else koclip-mini)
+  KOCLIP_GALLERY_DATASET     the Hugging Face image dataset Text → Image offers to index
+                             (default: detection-datasets/coco, COCO 2017 photos)
+  KOCLIP_GALLERY_SPLIT       its split, slicing allowed (default: val[:3000], 3,000 photos)
+  KOCLIP_GALLERY_IMAGE_COLUMN    (default: image)
+  KOCLIP_GALLERY_CAPTION_COLUMN  a text column to show beside results (default: none)
+  KOCLIP_EMBEDDINGS          where galleries built by the app are written (default: the app's
+                             embeddings/ folder; on a Space with persistent storage, /data/embeddings)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_EMBEDDINGS = APP_ROOT / "embeddings"
+
+
+def default_model() -> str | None:
+    return os.environ.get("KOCLIP_MODEL") or None
+
+
+def embeddings_dir() -> Path:
+    return Path(os.environ.get("KOCLIP_EMBEDDINGS") or SHIPPED_EMBEDDINGS)
+
+
+def gallery_roots() -> list[Path]:
+    """Where galleries are looked for: the shipped folder, and the one the app writes to."""
+    return list(dict.fromkeys([SHIPPED_EMBEDDINGS, embeddings_dir()]))
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryDataset:
+    name: str
+    split: str
+    image_column: str
+    caption_column: str | None
+
+    def folder_name(self, model_name: str) -> str:
+        """The gallery folder for this dataset and model, in plain characters."""
+        name = Path(self.name).name if Path(self.name).exists() else self.name
+        return re.sub(r"[^A-Za-z0-9]+", "-", f"{model_name} {name} {self.split}").strip("-").lower()
+
+
+def gallery_dataset() -> GalleryDataset:
+    return GalleryDataset(
+        name=os.environ.get("KOCLIP_GALLERY_DATASET") or "detection-datasets/coco",
+        split=os.environ.get("KOCLIP_GALLERY_SPLIT") or "val[:3000]",
+        image_column=os.environ.get("KOCLIP_GALLERY_IMAGE_COLUMN") or "image",
+        caption_column=os.environ.get("KOCLIP_GALLERY_CAPTION_COLUMN") or None,
+    )
