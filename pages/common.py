@@ -140,6 +140,11 @@ class Example:
     text: str  # what the page's text box starts with for this image: labels or a query
 
 
+def examples_for(model: koclip.KoCLIP, scenes: dict[str, Example], photos: dict[str, Example]) -> dict[str, Example]:
+    """All examples, those the model was trained for first: koclip-mini knows generated scenes, the rest photos."""
+    return scenes | photos if model.name == "koclip-mini" else photos | scenes
+
+
 def image_input(examples: Mapping[str, Example], key: str) -> tuple[Image.Image | None, str | None]:
     """An image from an example, an upload or a URL, and the example's name when it is one."""
     source = st.radio("Image source", ("Example", "Upload", "URL"), horizontal=True, key=f"{key}_source")

@@ -27,10 +27,11 @@ SCENE_LABELS = {
     ("원", "빨간"): ["파란 원", "빨간 사각형", "빨간 원", "노란 별", "초록 하트"],
     ("별", "노란"): ["주황 별", "노란 원", "보라 하트", "노란 별", "검은 사각형"],
 }
-EXAMPLES = {
+SCENE_EXAMPLES = {
     f"Generated: {color} {shape}": common.Example(partial(scenes.single_object, shape, color), "\n".join(labels))
     for (shape, color), labels in SCENE_LABELS.items()
-} | {
+}
+PHOTO_EXAMPLES = {
     f"Photo: {name}": common.Example(partial(common.photo, name), "\n".join(labels))
     for name, labels in PHOTO_LABELS.items()
 }
@@ -44,14 +45,15 @@ def parse_labels(text: str) -> list[str]:
 st.title("Image → Text")
 st.caption("Zero-shot classification: which of your labels fits the image best?")
 model = common.current_model()
+examples = common.examples_for(model, SCENE_EXAMPLES, PHOTO_EXAMPLES)
 
 left, right = st.columns([2, 3])
 with left:
-    image, example = common.image_input(EXAMPLES, key="i2t")
+    image, example = common.image_input(examples, key="i2t")
     if image is not None:
         st.image(image, width="stretch")
 with right:
-    common.follow_example("i2t_labels", EXAMPLES, example)
+    common.follow_example("i2t_labels", examples, example)
     labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
     labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")

@@ -27,21 +27,23 @@ def board_query(seed: int) -> str:
     return f"{first['color']} {first['shape']}"
 
 
-EXAMPLES = {
+SCENE_EXAMPLES = {
     f"Generated board {seed + 1} (3×3)": common.Example(lambda seed=seed: board(seed).image, board_query(seed))
     for seed in BOARD_SEEDS
-} | {
+}
+PHOTO_EXAMPLES = {
     f"Photo: {name}": common.Example(partial(common.photo, name), query) for name, query in PHOTO_QUERIES.items()
 }
 
 st.title("Text → Patch")
 st.caption("Which part of the image matches the text? The image is cut into a grid and every cell is scored.")
 model = common.current_model()
+examples = common.examples_for(model, SCENE_EXAMPLES, PHOTO_EXAMPLES)
 
 left, right = st.columns([3, 2])
 with right:
-    image, example = common.image_input(EXAMPLES, key="t2p")
-    common.follow_example("t2p_query", EXAMPLES, example)
+    image, example = common.image_input(examples, key="t2p")
+    common.follow_example("t2p_query", examples, example)
     query = common.query_input(model, "t2p_query")
     rows = st.slider("Rows", 1, MAX_GRID, 3, key="t2p_rows")
     cols = st.slider("Columns", 1, MAX_GRID, 3, key="t2p_cols")

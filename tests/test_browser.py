@@ -1,11 +1,13 @@
 """The demo in a real browser: a headless Streamlit server driven by Chromium through Playwright.
 
-Every page renders, answers one query with koclip-mini, shows its images and no exception.
+Every page renders, answers one query, shows its images and no exception: with koclip-mini, and
+with koclip-base from a Hugging Face cache laid as on a Space (tests/fake_hub.py).
 Screenshots land in tests/artifacts/ for a person to look at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,23 +42,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def serve(env: dict[str, str], log_name: str):
+    """A headless Streamlit server of the app, with `env` added to this process's environment."""
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
     ]
-    with open(ARTIFACTS / "server.log", "wb") as log:
+    with open(ARTIFACTS / log_name, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log, stderr=subprocess.STDOUT
         )
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
             while True:
-                assert process.poll() is None, f"streamlit exited early; see {ARTIFACTS / 'server.log'}"
+                assert process.poll() is None, f"streamlit exited early; see {ARTIFACTS / log_name}"
                 try:
                     if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                         break
@@ -75,17 +78,40 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser_page(server):
+def browser():
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
         try:
-            # Tall, because Streamlit scrolls inside its main block and screenshots show only the viewport.
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.set_default_timeout(WAIT_MS)
-            page.goto(server)
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@contextlib.contextmanager
+def browse(browser, url: str):
+    # Tall, because Streamlit scrolls inside its main block and screenshots show only the viewport.
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    try:
+        page.set_default_timeout(WAIT_MS)
+        page.goto(url)
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser):
+    """The app with no published model at hand: koclip-mini."""
+    with serve({}, "server.log") as url, browse(browser, url) as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def space_page(browser, hub_cache, tmp_path_factory):
+    """The app on a Space that has the published models in its Hub cache: koclip-base."""
+    env = {"HF_HUB_CACHE": str(hub_cache[0]), "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings"))}
+    with serve(env, "space-server.log") as url, browse(browser, url) as page:
+        yield page
 
 
 def open_page(page, title: str) -> None:
@@ -163,3 +189,45 @@ def test_text_to_image(browser_page):
     finish(page, "text_to_image")
     shown = int(summary.inner_text().split(": ")[1].split()[0])
     assert shown >= 1 and page.locator('[data-testid="stMain"] img').count() == shown
+
+
+# ---------------------------------------------------------------- koclip-base, as on a Space
+
+
+def test_space_intro(space_page):
+    page = space_page
+    page.get_by_role("heading", name="KoCLIP").first.wait_for()
+    settle(page)
+    page.screenshot(path=str(ARTIFACTS / "space_intro.png"))
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_role("combobox", name="Model").input_value() == "koclip-base — ready"
+
+
+def test_space_image_to_text(space_page):
+    page = space_page
+    open_page(page, "Image → Text")
+    submit(page, "Labels (1 to 20, one per line or comma-separated)", "고양이, 강아지, 자동차")
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
+    page.locator('[data-testid="stVegaLiteChart"] svg.marks').wait_for()
+    finish(page, "space_image_to_text")
+    assert page.get_by_text("koclip-base · ").count() == 1
+
+
+def test_space_text_to_patch(space_page):
+    page = space_page
+    open_page(page, "Text → Patch")  # a photo model starts on a photo and its query
+    page.get_by_text("Best patch for “우주비행사의 얼굴”").wait_for()
+    finish(page, "space_text_to_patch")
+
+
+def test_space_text_to_image_encodes_the_sample_photos_then_answers(space_page):
+    page = space_page
+    open_page(page, "Text → Image")
+    summary = page.get_by_text("“고양이”: ")
+    summary.wait_for()  # the sample photos are encoded first, with a progress bar
+    finish(page, "space_text_to_image")
+    shown = int(summary.inner_text().split(": ")[1].split()[0])
+    assert shown == 10 and page.get_by_role("button", name="More like this").count() == shown
+    page.get_by_role("button", name="More like this").first.click()
+    page.get_by_text("this image: ").wait_for()
+    finish(page, "space_more_like_this")
