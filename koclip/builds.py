@@ -99,7 +99,7 @@ class Builds:
         self._lock = threading.Lock()
         self._builds: dict[Path, Build] = {}
 
-    def start(self, out: str | Path, source: indexing.Source, model: KoCLIP, batch_size: int = 32) -> Build:
+    def start(self, out: str | Path, source: indexing.Source, model: KoCLIP, batch_size: int = 64) -> Build:
         """Start building `out`, unless a build of it is running or has finished; returns that build."""
         out = Path(out).resolve()
         with self._lock:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,6 +325,20 @@ class Job:
         return manifest
 
 
+def _encode_locally(job: Job, pending: list[int], decoder: Decoder, model: KoCLIP, bar: tqdm) -> None:
+    """Encode the pending chunks in order, decoding the next chunk on a thread while this one encodes
+    (PIL and XLA both release the GIL, so the two overlap)."""
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(decoder, job.chunk(pending[0])) if pending else None
+        for position, index in enumerate(pending):
+            batch = upcoming.result()
+            if position + 1 < len(pending):
+                upcoming = pool.submit(decoder, job.chunk(pending[position + 1]))
+            batch["vector"] = encode(model, batch)
+            job.commit(index, batch)
+            bar.update(len(batch["ok"]))
+
+
 class _ReportingBar(tqdm):
     """A progress bar that also tells `report(done, total)` of every step, for callers without a terminal."""
 
@@ -379,10 +394,6 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
 
             ray_engine.run(job, pending, decoder, model_ref, backend, workers, bar)
         else:
-            for index in pending:
-                batch = decoder(job.chunk(index))
-                batch["vector"] = encode(model, batch)
-                job.commit(index, batch)
-                bar.update(len(batch["ok"]))
+            _encode_locally(job, pending, decoder, model, bar)
     model_path = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else None
     return job.finish(model, dtype, description, ann_threshold, model_path)

@@ -147,23 +147,31 @@ def submit(page, label: str, text: str) -> None:
     box.press("Control+Enter" if box.evaluate("e => e.tagName") == "TEXTAREA" else "Enter")
 
 
-def test_intro(browser_page):
+def check_intro(page, shot: str, model_choice: str) -> None:
     heading = (ROOT / "intro.md").read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
-    browser_page.get_by_role("heading", name=heading).first.wait_for()
-    settle(browser_page)
-    browser_page.screenshot(path=str(ARTIFACTS / "intro.png"))
-    assert browser_page.locator('[data-testid="stException"]').count() == 0
-    assert browser_page.get_by_role("combobox", name="Model").input_value() == "koclip-mini — ready"
+    page.get_by_role("heading", name=heading).first.wait_for()
+    settle(page)
+    page.screenshot(path=str(ARTIFACTS / shot))
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_role("combobox", name="Model").input_value() == model_choice
+
+
+def classify(page, labels: str, shot: str):
+    """Enter three labels on Image → Text and wait for the drawn answer; returns the ranked list items."""
+    open_page(page, "Image → Text")
+    submit(page, "Labels (1 to 20, one per line or comma-separated)", labels)
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
+    page.locator('[data-testid="stVegaLiteChart"] svg.marks').wait_for()  # the chart draws after the run ends
+    finish(page, shot)
+    return page.locator('[data-testid="stMarkdownContainer"] ol li')
+
+
+def test_intro(browser_page):
+    check_intro(browser_page, "intro.png", "koclip-mini — ready")
 
 
 def test_image_to_text(browser_page):
-    page = browser_page
-    open_page(page, "Image → Text")
-    submit(page, "Labels (1 to 20, one per line or comma-separated)", "노란 별, 파란 삼각형, 빨간 원")
-    answers = page.locator('[data-testid="stMarkdownContainer"] ol li')
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
-    page.locator('[data-testid="stVegaLiteChart"] svg.marks').wait_for()  # the chart draws after the run ends
-    finish(page, "image_to_text")
+    answers = classify(browser_page, "노란 별, 파란 삼각형, 빨간 원", "image_to_text")
     assert answers.first.inner_text().startswith("파란 삼각형 — ")
 
 
@@ -195,22 +203,12 @@ def test_text_to_image(browser_page):
 
 
 def test_space_intro(space_page):
-    page = space_page
-    page.get_by_role("heading", name="KoCLIP").first.wait_for()
-    settle(page)
-    page.screenshot(path=str(ARTIFACTS / "space_intro.png"))
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.get_by_role("combobox", name="Model").input_value() == "koclip-base — ready"
+    check_intro(space_page, "space_intro.png", "koclip-base — ready")
 
 
 def test_space_image_to_text(space_page):
-    page = space_page
-    open_page(page, "Image → Text")
-    submit(page, "Labels (1 to 20, one per line or comma-separated)", "고양이, 강아지, 자동차")
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
-    page.locator('[data-testid="stVegaLiteChart"] svg.marks').wait_for()
-    finish(page, "space_image_to_text")
-    assert page.get_by_text("koclip-base · ").count() == 1
+    answers = classify(space_page, "고양이, 강아지, 자동차", "space_image_to_text")
+    assert answers.count() == 3 and space_page.get_by_text("koclip-base · ").count() == 1
 
 
 def test_space_text_to_patch(space_page):

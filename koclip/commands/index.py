@@ -16,6 +16,8 @@ SOURCE is one of:
                   name), or a folder written by save_to_disk
   scenes          generated scenes of coloured shapes (--n, --seed, --size); captions are the
                   first Korean caption of each scene. Write ./scenes for a folder of that name.
+  samples         the real photos that ship inside the installed packages (scikit-image,
+                  scikit-learn, matplotlib), with Korean captions. Write ./samples for a folder.
 
 The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json (plus
 index.faiss for galleries of --ann-threshold images or more). Images that cannot be read are
@@ -25,6 +27,7 @@ same arguments; the gallery can be searched only once the run has finished.
 examples:
   python -m koclip index photos/ --model koclip-base --out embeddings/photos
   python -m koclip index scenes --n 2000 --model koclip-mini --out embeddings/scenes
+  python -m koclip index samples --model koclip-base --out embeddings/koclip-base-samples
   python -m koclip index data/scenes --dataset --caption-column caption_ko --model koclip-mini --out embeddings/scenes-ds"""
 
 
@@ -34,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
-    parser.add_argument("source", metavar="SOURCE", help="image folder, dataset (with --dataset), or 'scenes'")
+    parser.add_argument("source", metavar="SOURCE", help="image folder, dataset (with --dataset), 'scenes' or 'samples'")
     parser.add_argument("--model", required=True, help="model name, Hub id or checkpoint folder")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="gallery folder to write")
     parser.add_argument("--batch-size", type=positive, default=64, help="images per batch (default: 64)")
@@ -64,6 +67,10 @@ def main(args: argparse.Namespace) -> int:
         source = indexing.DatasetSource(args.source, args.split, args.image_column, args.caption_column)
     elif args.source == "scenes":
         source = indexing.SceneSource(args.n, args.seed, args.size)
+    elif args.source == "samples":
+        from koclip.samples import SampleSource
+
+        source = SampleSource()
     else:
         source = indexing.FolderSource(Path(args.source))
     manifest = indexing.build(

@@ -1,4 +1,4 @@
-"""`python -m koclip search`: the gallery images that best match a text query."""
+"""`python -m koclip search`: the gallery images that best match a text query, or an image."""
 
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ DETAILS = """\
 The query is encoded with the gallery's model (from its manifest) unless --model names
 another; a gallery can only be searched with the model that made it.
 
+With --image, the gallery is ranked by image-image similarity to that image instead.
+
 examples:
   python -m koclip search "빨간 원" --gallery embeddings/scenes
-  python -m koclip search "바다 위의 배" --gallery embeddings/photos --top-k 5 --json"""
+  python -m koclip search "바다 위의 배" --gallery embeddings/photos --top-k 5 --json
+  python -m koclip search --image cat.jpg --gallery embeddings/photos"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
-    parser.add_argument("query", metavar="QUERY", help="what to look for, in Korean")
+    parser.add_argument("query", metavar="QUERY", nargs="?", help="what to look for, in Korean")
+    parser.add_argument("--image", type=Path, metavar="FILE", help="search with this image instead of a text")
     parser.add_argument("--gallery", type=Path, required=True, metavar="DIR", help="a folder made by `index`")
     parser.add_argument("--top-k", type=int_at_least(1), default=10, metavar="K", help="results to show (default: 10)")
     parser.add_argument("--model", help="model to encode the query with (default: the gallery's)")
@@ -31,13 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from koclip import gallery
     from koclip.api import load
+    from koclip.errors import InvalidInputError
 
+    if (args.query is None) == (args.image is None):
+        raise InvalidInputError("give either a QUERY text or --image FILE, not both or neither")
     collection = gallery.Gallery.open(args.gallery)
     model = load(args.model or gallery.model_reference(collection.manifest))
-    if model.is_truncated(args.query):
-        print(f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
-              "only its beginning is used", file=sys.stderr)
-    hits = gallery.search(model, collection, args.query, args.top_k)
+    if args.image is not None:
+        hits = gallery.search_image(model, collection, args.image, args.top_k)
+    else:
+        if model.is_truncated(args.query):
+            print(f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
+                  "only its beginning is used", file=sys.stderr)
+        hits = gallery.search(model, collection, args.query, args.top_k)
     results = [
         {"rank": rank, "index": hit.index, "score": round(hit.score, 6), **collection.item(hit.index)}
         for rank, hit in enumerate(hits, 1)
@@ -45,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         for result in results:
             result["thumbnail"] = str(result["thumbnail"])
-        print(json.dumps({"query": args.query, "gallery": str(args.gallery), "model": model.name,
+        print(json.dumps({"query": args.query or str(args.image), "gallery": str(args.gallery), "model": model.name,
                           "results": results}, ensure_ascii=False, indent=2))
         return 0
     print(f"{'rank':>4}  {'score':>7}  source")

@@ -1,0 +1,44 @@
+"""What a Hugging Face Space reads: the README's header and requirements.txt."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pins() -> dict[str, str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+
+
+def space_header() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    header = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    assert header, "README.md must start with the Space's YAML header"
+    return dict(line.split(": ", 1) for line in header.group(1).splitlines())
+
+
+def test_the_readme_header_runs_app_py_with_the_pinned_streamlit():
+    header = space_header()
+    assert header["sdk"] == "streamlit" and header["app_file"] == "app.py"
+    assert header["sdk_version"] == pins()["streamlit"]
+    assert header["python_version"].strip('"') == "3.11"
+
+
+def test_the_requirements_install_without_torch_or_cuda(tmp_path):
+    # What a Space's CPU hardware would install, resolved but not installed. A torch asked for by
+    # anything would come from PyPI as a CUDA build of several GB.
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", str(report), "-r", str(ROOT / "requirements.txt")],
+        check=True, capture_output=True, timeout=600,
+    )
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert {"streamlit", "jax", "flax", "transformers", "datasets", "scikit-learn"} <= names
+    assert not {name for name in names if name == "torch" or name.startswith(("nvidia-", "triton"))}
