@@ -10,7 +10,5 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first and alone: pinned to the CPU build when the machine has one on disk, and never
-# pulled in as an unpinned dependency (which would fetch a multi-GB CUDA build).
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+# The app needs no torch (requirements.txt); the tests pin it in requirements-dev.txt.
 .venv/bin/python -m pip install --quiet -r "$requirements"
