@@ -120,13 +120,15 @@ def resolve(name_or_path: str | os.PathLike) -> Resolved:
 
 
 def tokenizer_dir(resolved: Resolved) -> Path:
-    """The registry's tokenizer for a named model; else the folder's, else klue/roberta-large's."""
-    repo = resolved.info.tokenizer if resolved.info else None
-    if repo is None and any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+    """The registry's tokenizer for a named model; else the folder's own, else klue/roberta-large's."""
+    info = resolved.info
+    if info is not None and info.tokenizer is not None:
+        return fetch(info.tokenizer, TOKENIZER_FILES, name=resolved.name)
+    if any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
         return resolved.directory
-    if repo is None and resolved.info is not None:
+    if info is not None:  # a bundled model must ship its tokenizer
         raise ModelUnavailableError(f"{resolved.directory} has no tokenizer.json or vocab.txt")
-    return fetch(repo or registry.KLUE_TOKENIZER, TOKENIZER_FILES, name=resolved.name)
+    return fetch(registry.KLUE_TOKENIZER, TOKENIZER_FILES, name=resolved.name)
 
 
 def download(name: str) -> list[Path]:

@@ -373,8 +373,9 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         raise KoCLIPError(f"batch size must be at least 1, got {batch_size}")
     if isinstance(model, (str, os.PathLike)):
         model_ref, model = str(model), load(model, backend)
-    else:
-        model_ref, backend = str(model.directory) if model.info is None else model.name, model.backend.name
+    else:  # what a Ray worker loads to get the same model
+        model_ref = model.name if model.info is not None else str(model.directory)
+        backend = model.backend.name
     description = source.describe()
     identity = {"format_version": gallery.FORMAT_VERSION, "model": model.name,
                 "revision": model.revision, "source": description}

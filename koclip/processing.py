@@ -98,8 +98,9 @@ def image_processor_for(spec: ImageProcessorSpec):
 def _saved_image_processor(path: Path):
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        cls = _PROCESSOR_CLASSES[saved.get("image_processor_type") or saved.get("feature_extractor_type", "")
-                                 .replace("FeatureExtractor", "ImageProcessor")]
+        # Older files name a feature extractor; today's class of the same kind reads them.
+        legacy = str(saved.get("feature_extractor_type", "")).replace("FeatureExtractor", "ImageProcessor")
+        cls = _PROCESSOR_CLASSES[saved.get("image_processor_type") or legacy]
         return cls.from_dict(saved)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
         raise KoCLIPError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
