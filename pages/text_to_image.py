@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -120,9 +121,10 @@ def collections_panel(model, have_gallery: bool) -> None:
             elif st.button("Encode the sample photos", key="t2i_build_samples"):
                 build_progress(start_samples(model), "Sample photos")
         with hub_tab:
+            where = "on this server" if Path(dataset.name).exists() else "from the Hugging Face Hub"
             st.write(
-                f"The `{dataset.name}` dataset, split `{dataset.split}`, from the Hugging Face Hub: downloaded, "
-                f"encoded with {model.name} and saved on this server, so every later visitor gets it at once. "
+                f"The `{dataset.name}` dataset, split `{dataset.split}`, {where}: read, encoded with "
+                f"{model.name} and saved on this server, so every later visitor gets it at once. "
                 "A Space operator picks the dataset with the `KOCLIP_GALLERY_DATASET` and `KOCLIP_GALLERY_SPLIT` "
                 "variables."
             )

@@ -47,24 +47,24 @@ def config(kind: str = "clip", vocab_size: int = 300, image_size: int = 32) -> K
     return KoCLIPConfig(text_config(vocab_size), vision_config(kind, image_size), projection_dim=16)
 
 
-def _random_params(cfg: KoCLIPConfig, seed: int) -> dict:
+def _random_params(cfg: KoCLIPConfig, seed: int, noise: float = 0.02) -> dict:
     # Perturb every weight so that no tower sits at a symmetric init (zeros, ones) that would hide bugs.
     import jax
 
     params = init_params(cfg, seed)
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x) + 0.02 * rng.standard_normal(x.shape).astype(np.float32), params)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x) + noise * rng.standard_normal(x.shape).astype(np.float32), params)
 
 
-def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32,
-                      vision_type: str = "clip", vocab_size: int = 300) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
+def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, vision_type: str = "clip",
+                      vocab_size: int = 300, noise: float = 0.02) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
     """config.json and flax_model.msgpack as the original `FlaxHybridCLIP.save_pretrained` wrote them.
 
     `vision_type` is the CLIP tower's `model_type`: "clip" (a full CLIP config whose vision part is
     used) or "clip_vision_model" (the vision config alone).
     """
     cfg = config(kind, vocab_size, image_size)
-    params = _random_params(cfg, seed)
+    params = _random_params(cfg, seed, noise)
     vision = cfg.vision_config.to_dict()
     if kind == "clip" and vision_type == "clip":
         vision = {**CLIPConfig(vision_config=vision).to_dict(), "model_type": "clip"}
