@@ -6,6 +6,7 @@ sample photo. Each comes with a short Korean caption, shown beside search result
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,14 +59,15 @@ def _package_dir(package: str) -> Path | None:
     return Path(spec.origin).parent if spec and spec.origin else None
 
 
-def sample_photos() -> list[SamplePhoto]:
+@functools.cache
+def sample_photos() -> tuple[SamplePhoto, ...]:
     """The catalogued photos present in this environment, in catalogue order."""
     found = []
     for package, folder, file, caption in _CATALOGUE:
         root = _package_dir(package)
         if root is not None and (root / folder / file).is_file():
             found.append(SamplePhoto(package, root / folder / file, caption))
-    return found
+    return tuple(found)
 
 
 @dataclass(frozen=True)
