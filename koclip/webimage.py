@@ -3,7 +3,8 @@
 The host is resolved here and every address it resolves to is checked; the connection then goes
 to that vetted address, so a second DNS answer cannot swap in another one (DNS rebinding).
 Redirects are followed by hand, each hop checked the same way. Downloads are capped in size and
-in total time.
+in total time: a watchdog shuts the connection's socket at the deadline, so no phase (connecting,
+the TLS handshake, a header sent a byte at a time, the body) can outlast it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -92,16 +94,30 @@ class _PinnedHTTP(http.client.HTTPConnection):
     def __init__(self, hop: _Hop, timeout: float):
         super().__init__(hop.host, hop.port, timeout=timeout)
         self.addresses = hop.addresses
+        self.opened: list[socket.socket] = []  # every socket, for the watchdog to shut
+        self.expired = False
 
     def connect(self) -> None:
         error: OSError | None = None
         for address in self.addresses:  # in resolver order, as socket.create_connection does
+            if self.expired:
+                break
             try:
                 self.sock = socket.create_connection((address, self.port), self.timeout)
+                self.opened.append(self.sock)
                 return
             except OSError as exc:
                 error = exc
         raise error or OSError("no address to connect to")
+
+    def expire(self) -> None:
+        """Shut every socket of this connection: whatever is blocked on it returns at once."""
+        self.expired = True
+        for sock in self.opened:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _PinnedHTTPS(_PinnedHTTP):
@@ -110,6 +126,7 @@ class _PinnedHTTPS(_PinnedHTTP):
     def connect(self) -> None:
         super().connect()
         self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
+        self.opened.append(self.sock)
 
 
 def fetch_bytes(
@@ -124,6 +141,9 @@ def fetch_bytes(
         hop = _vet(url, allow_loopback)
         connection_type = _PinnedHTTPS if hop.scheme == "https" else _PinnedHTTP
         connection = connection_type(hop, timeout=max(deadline - time.monotonic(), 0.01))
+        watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), connection.expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             connection.request("GET", hop.target, headers={"User-Agent": "koclip-demo", "Accept": "image/*"})
             sock = connection.sock  # the connection lets go of it once the response says it will close
@@ -134,17 +154,19 @@ def fetch_bytes(
                 continue
             if response.status != 200:
                 raise FetchError(f"the server answered {response.status} {response.reason} for {url[:100]}")
-            return _read_capped(sock, response, max_bytes, deadline)
+            return _read_capped(connection, sock, response, max_bytes, deadline)
         except (OSError, http.client.HTTPException) as exc:
-            if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
+            if connection.expired or time.monotonic() >= deadline or isinstance(exc, TimeoutError):
                 raise FetchError(f"{url[:100]} did not answer within {timeout:.0f} seconds") from None
             raise FetchError(f"could not fetch {url[:100]} ({exc})") from None
         finally:
+            watchdog.cancel()
             connection.close()
     raise FetchError(f"more than {MAX_REDIRECTS} redirects; stopped at {url[:100]}")
 
 
-def _read_capped(sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+def _read_capped(connection: _PinnedHTTP, sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int,
+                 deadline: float) -> bytes:
     """Stream the body, stopping as soon as it passes `max_bytes` or the deadline."""
     too_large = FetchError(f"the image is larger than the {max_bytes / 1e6:.0f} MB limit")
     length = response.getheader("Content-Length")
@@ -157,6 +179,8 @@ def _read_capped(sock: socket.socket, response: http.client.HTTPResponse, max_by
             raise TimeoutError
         sock.settimeout(remaining)  # a slow trickle must not outlast the deadline
         chunk = response.read1(_CHUNK)
+        if connection.expired:  # the watchdog ended the read: what came is not the whole body
+            raise TimeoutError
         if not chunk:
             return bytes(body)
         body += chunk

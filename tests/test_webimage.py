@@ -50,8 +50,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(chunk=b"x" * 16384, pause=0.0, limit=64)  # 1 MB, no Content-Length
         elif self.path == "/slow":
             self._stream(chunk=b"x", pause=0.2, limit=40)  # 8 s of trickle
+        elif self.path == "/slow-headers":
+            self._trickle(b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 60, pause=0.1)  # 6 s, a byte at a time
         else:
             self._send(404)
+
+    def _trickle(self, raw: bytes, pause: float) -> None:
+        try:
+            for byte in raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass
 
     def _stream(self, chunk: bytes, pause: float, limit: int) -> None:
         self.send_response(200)
@@ -220,3 +231,10 @@ def test_a_body_that_is_not_an_image_is_refused(monkeypatch):
     monkeypatch.setattr(webimage, "fetch_bytes", lambda url: b"<html>not an image</html>")
     with pytest.raises(InvalidImageError, match="not a readable image"):
         fetch_image("http://example.com/page.html")
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(server):
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="did not answer within 1 seconds"):
+        fetch_bytes(_url(server, "/slow-headers"), timeout=1.0, allow_loopback=True)
+    assert time.monotonic() - start < 2.0
