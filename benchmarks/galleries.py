@@ -96,7 +96,7 @@ def main() -> None:
         dataset = coco_like_dataset(root / "coco-like", args.images)
         source = indexing.DatasetSource(str(dataset), "train", "image", "caption")
         count = len(samples.sample_photos())
-        print(f"| model | gallery | images | wall time | images/s | model alone, images/s | build / model alone |")
+        print("| model | gallery | images | wall time | images/s | model alone, images/s | build / model alone |")
         print("|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
             model = koclip.load("koclip-mini") if name == "mini" else full_size_base()

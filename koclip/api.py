@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import string
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -26,6 +27,36 @@ from koclip.processing import (
 
 from koclip import DEFAULT_TEMPLATE
 MAX_LABELS = 100
+
+
+def text_list(values, what: str) -> list[str]:
+    """`values` as a list of strings: one string is one text; anything not text is refused."""
+    if isinstance(values, str):
+        return [values]
+    if values is None or not isinstance(values, Iterable):
+        raise InvalidInputError(f"{what} must be text or a list of texts, not {type(values).__name__}")
+    values = list(values)
+    for value in values:
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{what} must be text; one of them is {type(value).__name__} {str(value)[:40]!r}")
+    return values
+
+
+def check_template(template) -> str:
+    """A template with exactly one `{}`, where the label goes; literal braces are written `{{` `}}`."""
+    if not isinstance(template, str):
+        raise InvalidInputError(f"a template must be text, not {type(template).__name__}")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        raise InvalidInputError(f"the template {template[:60]!r} is malformed ({exc}); write {{{{ and }}}} for braces") from None
+    if fields != [("", "", None)]:
+        raise InvalidInputError(
+            f'the template {template[:60]!r} must contain "{{}}" exactly once, where the label goes, and no other '
+            "placeholder"
+        )
+    return template
 
 
 class KoCLIP:
@@ -71,7 +102,7 @@ class KoCLIP:
         return self.text_processor.is_truncated(text)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = text_list(texts, "texts")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = []
@@ -113,15 +144,15 @@ class KoCLIP:
     @staticmethod
     def prompts(labels: Sequence[str], template: str | Sequence[str] | None = DEFAULT_TEMPLATE) -> list[list[str]]:
         """The texts encoded for each label: one per template (`None`: the bare label)."""
-        labels = [str(label).strip() for label in labels]
+        labels = [label.strip() for label in text_list(labels, "labels")]
         labels = [label for label in labels if label]
         if not labels:
             raise InvalidInputError("no labels given: enter at least one label")
         if len(labels) > MAX_LABELS:
             raise InvalidInputError(f"{len(labels)} labels given; the limit is {MAX_LABELS}")
-        templates = ["{}"] if template is None else [template] if isinstance(template, str) else list(template)
-        if not templates or any("{}" not in t for t in templates):
-            raise InvalidInputError('every template must contain "{}" where the label goes')
+        templates = ["{}"] if template is None else [check_template(t) for t in text_list(template, "templates")]
+        if not templates:
+            raise InvalidInputError("the list of templates is empty; pass None for the bare labels")
         return [[t.format(label) for t in templates] for label in labels]
 
     def label_embeddings(self, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from flax import serialization
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from koclip.atomic import replace_folder
 from koclip.config import KoCLIPConfig
 from koclip.errors import KoCLIPError, ModelUnavailableError
 
@@ -127,14 +128,7 @@ def save(
             image_processor.save_pretrained(tmp)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

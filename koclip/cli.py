@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from koclip.commands import terminal_safe
 from koclip.errors import KoCLIPError
 
 COMMANDS = {
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except KoCLIPError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -19,7 +19,9 @@ large galleries are cut into slices, one per core, scanned side by side.
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -195,6 +197,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     missing = [key for key in _REQUIRED if not isinstance(manifest, dict) or key not in manifest]
     if missing:
         raise GalleryError(f"{file} lacks {', '.join(missing)}; re-index this gallery")
+    for key, low in (("count", 0), ("dim", 1)):
+        value = manifest[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise GalleryError(f"{file} has {key} {value!r}, not a whole number of at least {low}; re-index this gallery")
+    if not isinstance(manifest["model"], str) or not isinstance(manifest["index"], str):
+        raise GalleryError(f"{file} names its model or index with something other than text; re-index this gallery")
     if manifest["dtype"] not in DTYPES:
         raise GalleryError(f"{file} has unknown dtype {manifest['dtype']!r}; re-index this gallery")
     if manifest["format_version"] != FORMAT_VERSION:
@@ -205,10 +213,64 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+_PQ_MAGIC = b"IxPq"
+_PQ_HEADER = struct.Struct("<4siqqqBi")  # fourcc, d, ntotal, two unused, is_trained, metric
+_PQ_SIZES = struct.Struct("<QQQ")  # the quantiser's d, M, nbits
+_PQ_TRAILER = 9  # search type, sign encoding and polysemous threshold after the codes
+
+
+def check_index_file(path: Path, count: int, dim: int) -> None:
+    """Check index.faiss against the gallery before faiss reads it: faiss allocates whatever a
+    header claims, so a small file claiming gigabytes of codes would cost that much memory."""
+    damaged = f"{path} does not match the gallery ({count} rows of {dim}); re-index this gallery"
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(_PQ_HEADER.size + _PQ_SIZES.size + 8)
+            magic, d, ntotal, _, _, _, _ = _PQ_HEADER.unpack_from(head)
+            if magic != _PQ_MAGIC:
+                raise GalleryError(
+                    f"{path} holds another kind of faiss index ({magic!r}), not the product-quantisation codes "
+                    "this koclip searches; re-index this gallery"
+                )
+            pq_d, m, nbits = _PQ_SIZES.unpack_from(head, _PQ_HEADER.size)
+            (centroids,) = struct.unpack_from("<Q", head, _PQ_HEADER.size + _PQ_SIZES.size)
+            expected_centroids = pq_d * 2**nbits if nbits <= 16 else -1
+            f.seek(_PQ_HEADER.size + _PQ_SIZES.size + 8 + 4 * centroids)
+            (codes,) = struct.unpack("<Q", f.read(8))
+    except FileNotFoundError:
+        raise GalleryError(f"{path} is missing; re-index this gallery") from None
+    except (OSError, struct.error, OverflowError, ValueError):
+        raise GalleryError(damaged) from None
+    code_size = math.ceil(m * nbits / 8) if m and nbits else 0
+    total = _PQ_HEADER.size + _PQ_SIZES.size + 8 + 4 * centroids + 8 + codes + _PQ_TRAILER
+    if (d, ntotal, pq_d, centroids, codes, total) != (dim, count, dim, expected_centroids, count * code_size, size):
+        raise GalleryError(damaged)
+
+
 def model_reference(manifest: dict[str, Any]) -> str:
     """What to load for a gallery's model: the folder it was read from if that still exists, else its name."""
     folder = manifest.get("model_path")
     return folder if folder and Path(folder).is_dir() else manifest["model"]
+
+
+def signature(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes when a gallery is rewritten: its manifest's inode, size and modification time."""
+    if path is None:
+        return None
+    try:
+        stat = (path / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _inside(thumbnail) -> bool:
+    """Whether a metadata `thumbnail` names a file within the gallery folder (not /etc/passwd, not ../x)."""
+    if not isinstance(thumbnail, str) or not thumbnail:
+        return False
+    parts = Path(thumbnail).parts
+    return not Path(thumbnail).is_absolute() and ".." not in parts and "\\" not in thumbnail
 
 
 class Gallery:
@@ -218,6 +280,7 @@ class Gallery:
         self.vectors = vectors
         self.ann = ann
         self._metadata: list[dict[str, Any]] | None = None
+        self._signature = signature(path)
 
     @classmethod
     def in_memory(cls, model: KoCLIP, vectors: np.ndarray, rows: list[dict[str, Any]]) -> Gallery:
@@ -240,27 +303,21 @@ class Gallery:
         count, dim = manifest["count"], manifest["dim"]
         try:
             vectors = np.load(directory / VECTORS, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise GalleryError(f"{directory / VECTORS} is missing or damaged ({exc}); re-index this gallery") from None
         if vectors.shape != (count, dim) or vectors.dtype != np.dtype(manifest["dtype"]):
             raise GalleryError(
-                f"{directory / VECTORS} holds {vectors.shape} {vectors.dtype} but the manifest says "
-                f"({count}, {dim}) {manifest['dtype']}; the gallery is damaged, re-index it"
+                f"{directory / VECTORS} holds {vectors.shape} {vectors.dtype.str} but the manifest says "
+                f"({count}, {dim}) {np.dtype(manifest['dtype']).str}; the gallery is damaged, re-index it"
             )
         ann = None
         if manifest["index"] != EXACT:
             faiss = import_faiss()
+            check_index_file(directory / ANN_FILE, count, dim)
             try:
                 codes = faiss.read_index(str(directory / ANN_FILE))
             except RuntimeError as exc:
                 raise GalleryError(f"{directory / ANN_FILE} is missing or damaged ({exc}); re-index this gallery") from None
-            if not isinstance(codes, faiss.IndexPQ):
-                raise GalleryError(
-                    f"{directory / ANN_FILE} holds a {type(codes).__name__}, not the product-quantisation codes "
-                    "this koclip searches; re-index this gallery"
-                )
-            if codes.ntotal != count or codes.d != dim:
-                raise GalleryError(f"{directory / ANN_FILE} does not match {VECTORS}; re-index this gallery")
             ann = CodeScan(codes)
         return cls(directory, manifest, vectors, ann)
 
@@ -276,15 +333,27 @@ class Gallery:
         batch = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if batch.ndim != 2 or batch.shape[1] != self.vectors.shape[1]:
             raise InvalidInputError(f"queries must have {self.vectors.shape[1]} columns, got shape {np.shape(queries)}")
-        if k < 1:
-            raise InvalidInputError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"k must be a whole number of at least 1, got {k!r}")
+        if not np.isfinite(batch).all():
+            raise InvalidInputError("the query vector holds values that are not numbers")
+        self.check_unchanged()
         if len(self) == 0:
             hits: list[list[Hit]] = [[] for _ in batch]
         elif self.ann is not None:
             hits = ann_search(self.ann, self.vectors, batch, k)
         else:
             hits = exact_search(self.vectors, batch, k)
+        bad = [hit.index for row in hits for hit in row if not math.isfinite(hit.score)]
+        if bad:
+            raise GalleryError(f"row {bad[0]} of {self.path or 'the gallery'} is not a valid vector; re-index this gallery")
         return hits[0] if np.ndim(queries) == 1 else hits
+
+    def check_unchanged(self) -> None:
+        """Refuse to go on when the gallery's files were replaced (re-indexed) since it was opened:
+        its vectors, captions and thumbnails would no longer belong together."""
+        if self.path is not None and signature(self.path) != self._signature:
+            raise GalleryError(f"{self.path} was re-indexed since it was opened; open it again")
 
     @property
     def metadata(self) -> list[dict[str, Any]]:
@@ -296,11 +365,18 @@ class Gallery:
                 raise GalleryError(f"{self.path / METADATA} is missing or damaged ({exc}); re-index this gallery") from None
             if len(rows) != len(self):
                 raise GalleryError(f"{self.path / METADATA} has {len(rows)} rows for {len(self)} vectors; re-index this gallery")
+            for number, row in enumerate(rows):
+                if not isinstance(row, dict) or not _inside(row.get("thumbnail")):
+                    raise GalleryError(
+                        f"{self.path / METADATA} row {number} is not an object with a thumbnail inside the gallery; "
+                        "re-index this gallery"
+                    )
             self._metadata = rows
         return self._metadata
 
     def item(self, index: int) -> dict[str, Any]:
         """Row `index`'s metadata, with `thumbnail` as a full path (or as bytes, in memory)."""
+        self.check_unchanged()
         row = dict(self.metadata[index])
         if self.path is not None:
             row["thumbnail"] = self.path / row["thumbnail"]
@@ -318,16 +394,25 @@ class Gallery:
 
 
 def check_model(model: KoCLIP, gallery: Gallery) -> None:
+    """Refuse a model other than the gallery's: another name, or the same name with other weights."""
+    reindex = f"re-index it with `python -m koclip index ... --model {model.name} --out {gallery.path} --overwrite`"
     if gallery.model != model.name:
         raise GalleryError(
             f"gallery {gallery.path} was made with model {gallery.model}, not {model.name}; "
-            f"search it with --model {gallery.model}, or re-index it with "
-            f"`python -m koclip index ... --model {model.name} --out {gallery.path} --overwrite`"
+            f"search it with --model {gallery.model}, or {reindex}"
+        )
+    made_with = gallery.manifest.get("model_revision")
+    if made_with is not None and made_with != model.revision:
+        raise GalleryError(
+            f"gallery {gallery.path} was made with {model.name} revision {made_with}, but the loaded {model.name} "
+            f"is revision {model.revision}: other weights give other embeddings. Load that revision, or {reindex}"
         )
 
 
 def search(model: KoCLIP, gallery: Gallery, query: str, k: int = 10) -> list[Hit]:
     """The k gallery images that best match a text query."""
+    if not isinstance(query, str):
+        raise InvalidInputError(f"the query must be text, not {type(query).__name__}")
     if not query.strip():
         raise InvalidInputError("empty query: enter some text to search for")
     check_model(model, gallery)

@@ -1,5 +1,12 @@
 """Opening images safely: any mode becomes RGB, EXIF orientation is applied, and files that are
-not images, are truncated, or are too large to decode are refused with `InvalidImageError`."""
+not images, are truncated, or are too large to decode are refused with `InvalidImageError`.
+
+Every budget is checked from the header, before a pixel is decoded: at most MAX_PIXELS, at least
+MIN_SIDE pixels a side, and a long side at most MAX_ASPECT times the short one (CLIP's transform
+scales the short side up to 224, so a 40000x10 strip would otherwise grow to 200 megapixels).
+Images over WORK_PIXELS are reduced right after decoding, before any conversion copies them, so
+the memory an image costs stays near its decoded size.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from koclip.errors import InvalidImageError
 
 MAX_PIXELS = 40_000_000
+MIN_SIDE = 8
+MAX_ASPECT = 20
+WORK_PIXELS = 4_000_000  # far more than any tower's input; reducing to this changes no answer
 
 ImageInput = Union[Image.Image, str, os.PathLike, bytes, BinaryIO]
 
@@ -22,25 +32,64 @@ def _describe(source: ImageInput) -> str:
     return getattr(source, "name", None) or "the image"
 
 
+def _check_budget(image: Image.Image, source: ImageInput, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InvalidImageError(f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(
+            f"{_describe(source)} is too small ({width}x{height} pixels): it needs at least {MIN_SIDE} pixels a side"
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InvalidImageError(
+            f"{_describe(source)} is {width}x{height} pixels, a strip rather than a picture: the long side "
+            f"may be at most {MAX_ASPECT} times the short one"
+        )
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """`image` shrunk by a whole factor to at most WORK_PIXELS (JPEGs are decoded at that size)."""
+    factor = 1
+    while image.width * image.height > WORK_PIXELS * factor * factor:
+        factor += 1
+    if factor == 1:
+        image.load()
+        return image
+    if image.format == "JPEG":
+        image.draft(image.mode, (image.width // factor, image.height // factor))
+    image.load()
+    if image.width * image.height <= WORK_PIXELS:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not handle, such as 16-bit greyscale
+        return image.resize((max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.BOX)
+
+
 def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """An RGB image from a PIL image, a path, raw bytes or a binary file object.
 
-    The pixel count is checked from the header, before any pixel is decoded.
+    The pixel count and shape are checked from the header, before any pixel is decoded.
     """
     if isinstance(source, Image.Image):
         image = source
-    else:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
+        stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         try:
             image = Image.open(stream)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise InvalidImageError(f"{_describe(source)} is not a readable image ({exc})") from None
         except Image.DecompressionBombError:
-            image = None  # far over any limit: PIL refused it from the header
-    if image is None or image.width * image.height > max_pixels:
-        raise InvalidImageError(f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels")
+            raise InvalidImageError(
+                f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels"
+            ) from None
+    else:
+        raise InvalidImageError(
+            f"expected an image (a PIL image, a file path, bytes or a binary file), got {type(source).__name__}"
+        )
+    _check_budget(image, source, max_pixels)
     try:
-        image.load()
+        image = _reduced(image)
         image = ImageOps.exif_transpose(image)
         if image.mode != "RGB":
             # Transparent pixels become white rather than whatever colour they happen to store.

@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from koclip import gallery
+from koclip.atomic import replace_folder, write_atomic
 from koclip.api import KoCLIP, load
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
 from koclip.images import ImageInput, open_image
@@ -197,10 +198,9 @@ def encode(model: KoCLIP, batch: dict[str, np.ndarray]) -> np.ndarray:
     return vectors
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _describe_source(description: dict[str, Any]) -> str:
+    details = {k: v for k, v in description.items() if k != "kind" and v is not None}
+    return f"the {description['kind']} " + ", ".join(f"{k} {v}" for k, v in details.items())
 
 
 def _remove(path: Path) -> None:
@@ -221,20 +221,14 @@ class Job:
         self.identity = identity
 
     @classmethod
-    def start(cls, out: str | os.PathLike, keys: Sequence[Key], batch_size: int,
-              identity: dict[str, Any], overwrite: bool = False) -> Job:
+    def start(cls, out: str | os.PathLike, keys: Sequence[Key], batch_size: int, identity: dict[str, Any]) -> Job:
         """Prepare `out`, keeping the finished chunks of an interrupted run of the same job."""
         # The inputs' digest: a folder whose files changed since the interrupted run starts over.
         digest = hashlib.sha256(json.dumps(list(keys), ensure_ascii=False).encode()).hexdigest()[:16]
         job = cls(Path(out), keys, batch_size, {**identity, "batch_size": batch_size, "inputs": digest})
         if (job.out / gallery.MANIFEST).exists():
-            if not overwrite:
-                raise GalleryError(f"{job.out} already holds a gallery; pass --overwrite to replace it")
-            # The manifest goes first: from here on the old gallery is never loaded as whole.
-            (job.out / gallery.MANIFEST).unlink()
-            for name in (gallery.VECTORS, gallery.METADATA, gallery.ANN_FILE, gallery.THUMBS, PARTIAL):
-                _remove(job.out / name)
-        elif job.out.is_dir() and any(job.out.iterdir()) and not job.partial.is_dir():
+            raise GalleryError(f"{job.out} already holds a gallery; pass --overwrite to replace it")
+        if job.out.is_dir() and any(job.out.iterdir()) and not job.partial.is_dir():
             raise GalleryError(f"{job.out} is not empty and is not a gallery; choose another --out")
         stamp = job.partial / "job.json"
         if job.partial.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != job.identity):
@@ -288,6 +282,12 @@ class Job:
             done = json.loads(self._chunk_file(i, ".json").read_text(encoding="utf-8"))
             rows += done["rows"]
             skipped += done["skipped"]
+        if not rows:
+            first = skipped[0]
+            raise KoCLIPError(
+                f"none of the {len(skipped)} inputs could be read as an image (the first, {first['source']}: "
+                f"{first['reason']}); no gallery was written"
+            )
         tmp = self.out / (gallery.VECTORS + ".tmp")
         vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(rows), model.dim))
         start = 0
@@ -379,7 +379,18 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
     description = source.describe()
     identity = {"format_version": gallery.FORMAT_VERSION, "model": model.name,
                 "revision": model.revision, "source": description}
-    job = Job.start(out, source.keys(), batch_size, identity, overwrite)
+    keys = source.keys()
+    if not keys:
+        raise KoCLIPError(f"{_describe_source(description)} holds no images to index")
+    final = Path(out)
+    if (final / gallery.MANIFEST).exists():
+        if not overwrite:
+            raise GalleryError(f"{final} already holds a gallery; pass --overwrite to replace it")
+        # Built beside the old gallery, which stays searchable until the new one is complete.
+        out = final.with_name(f".{final.name}.new")
+        if (out / gallery.MANIFEST).exists():  # finished, but a crash stopped the swap: build it afresh
+            shutil.rmtree(out)
+    job = Job.start(out, keys, batch_size, identity)
     pending = job.pending()
     done = len(job.keys) - sum(job.chunk_length(i) for i in pending)
     bar = _ReportingBar(total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress,
@@ -397,4 +408,7 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         else:
             _encode_locally(job, pending, decoder, model, bar)
     model_path = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else None
-    return job.finish(model, dtype, description, ann_threshold, model_path)
+    manifest = job.finish(model, dtype, description, ann_threshold, model_path)
+    if job.out != final:
+        replace_folder(job.out, final)
+    return manifest

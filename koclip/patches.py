@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from koclip.errors import InvalidInputError
-from koclip.images import ImageInput, open_image
+from koclip.images import MIN_SIDE, ImageInput, open_image
 
 MAX_GRID = 8
 
@@ -31,8 +31,13 @@ class PatchRanking:
 
 
 def grid_boxes(width: int, height: int, rows: int, cols: int) -> list[tuple[int, int, int, int]]:
-    if not (1 <= rows <= MAX_GRID and 1 <= cols <= MAX_GRID):
-        raise InvalidInputError(f"rows and columns must be between 1 and {MAX_GRID}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_GRID for n in (rows, cols)):
+        raise InvalidInputError(f"rows and columns must be whole numbers between 1 and {MAX_GRID}")
+    if width // cols < MIN_SIDE or height // rows < MIN_SIDE:
+        raise InvalidInputError(
+            f"the image is {width}x{height} pixels: a {rows}x{cols} grid would cut cells under {MIN_SIDE} pixels "
+            "a side; use fewer rows or columns, or a larger image"
+        )
     xs = np.linspace(0, width, cols + 1).round().astype(int)
     ys = np.linspace(0, height, rows + 1).round().astype(int)
     return [(int(xs[c]), int(ys[r]), int(xs[c + 1]), int(ys[r + 1])) for r in range(rows) for c in range(cols)]
@@ -40,8 +45,8 @@ def grid_boxes(width: int, height: int, rows: int, cols: int) -> list[tuple[int,
 
 def rank_patches(model, image: ImageInput, query: str, rows: int = 3, cols: int = 3) -> PatchRanking:
     """Encode every cell in one batched call and score it against `query`."""
-    if not query or not query.strip():
-        raise InvalidInputError("the query is empty: type what to look for")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("the query is empty or not text: type what to look for")
     image = open_image(image)
     boxes = grid_boxes(image.width, image.height, rows, cols)
     cells = model.encode_image([image.crop(box) for box in boxes])

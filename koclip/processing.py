@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -55,20 +56,29 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 
 
 class TextProcessor:
+    """Tokenizing with padding to buckets; safe to call from several threads at once.
+
+    A fast tokenizer keeps its truncation settings on the shared Rust object and changes them per
+    call, so two threads tokenizing at once fail with "Already borrowed": calls take a lock.
+    """
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.buckets = tuple(b for b in LENGTH_BUCKETS if b < max_length) + (max_length,)
+        self._lock = threading.Lock()
 
     def token_count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        with self._lock:
+            return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def is_truncated(self, text: str) -> bool:
         return self.token_count(text) > self.max_length
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the length bucket of the longest text."""
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        with self._lock:
+            encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         return pad_token_ids(encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id)
 
 
@@ -126,5 +136,6 @@ def checkpoint_image_processor(directory: Path, config: KoCLIPConfig, model_form
 
 def pixels_nhwc(processor, images: Sequence) -> np.ndarray:
     """Preprocess RGB PIL images into a float32 NHWC batch."""
-    nchw = processor(images=list(images), return_tensors="np")["pixel_values"]
+    # Channels last, said outright: left to guess, the processor reads an image 3 pixels high as channels-first.
+    nchw = processor(images=list(images), return_tensors="np", input_data_format="channels_last")["pixel_values"]
     return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1), dtype=np.float32)

@@ -30,9 +30,14 @@ def server_builds() -> builds.Builds:
     return builds.Builds()
 
 
-@st.cache_resource(show_spinner="Opening the gallery…")
-def open_gallery(path: str) -> gallery.Gallery:
+@st.cache_resource(show_spinner="Opening the gallery…", max_entries=16)
+def _open_gallery(path: str, signature) -> gallery.Gallery:
     return gallery.Gallery.open(path)
+
+
+def open_gallery(path: str) -> gallery.Gallery:
+    """The gallery at `path`, opened once per version of its files: a re-indexed gallery is reopened."""
+    return _open_gallery(path, gallery.signature(Path(path)))
 
 
 def disk_galleries(model_name: str) -> dict[str, str]:

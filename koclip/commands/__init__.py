@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from typing import Callable
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with control and format characters escaped, so a file name or caption cannot move
+    the cursor, recolour or clear the terminal (ANSI escapes) or reorder what is shown."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cf") else ch
+        for ch in str(text)
+    )
 
 
 def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:

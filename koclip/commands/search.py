@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from koclip.commands import int_at_least
+from koclip.commands import int_at_least, terminal_safe
 
 DETAILS = """\
 The query is encoded with the gallery's model (from its manifest) unless --model names
@@ -55,11 +55,12 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         for result in results:
             result["thumbnail"] = str(result["thumbnail"])
+        # Strict JSON: a score that is not a number was refused by the search already.
         print(json.dumps({"query": args.query or str(args.image), "gallery": str(args.gallery), "model": model.name,
-                          "results": results}, ensure_ascii=False, indent=2))
+                          "results": results}, ensure_ascii=False, indent=2, allow_nan=False))
         return 0
     print(f"{'rank':>4}  {'score':>7}  source")
     for result in results:
         caption = f"  {result['caption']}" if result.get("caption") else ""
-        print(f"{result['rank']:>4}  {result['score']:7.4f}  {result['source']}{caption}")
+        print(terminal_safe(f"{result['rank']:>4}  {result['score']:7.4f}  {result['source']}{caption}"))
     return 0
