@@ -123,6 +123,15 @@ def _reported(load: Callable[[], Image.Image]) -> Image.Image | None:
         return None
 
 
+def answer(work: Callable[[], object]):
+    """What `work` returns; when the input cannot be answered, its message and the end of the run."""
+    try:
+        return work()
+    except KoCLIPError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 def open_upload(file: BinaryIO) -> Image.Image | None:
     """The uploaded image, or None after showing why it cannot be used."""
     return _reported(lambda: koclip.open_image(file))

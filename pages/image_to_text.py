@@ -71,7 +71,7 @@ with right:
 
     template = (list(ENSEMBLE) if ensemble else DEFAULT_TEMPLATE) if use_template else None
     start = time.perf_counter()
-    ranking = model.classify(image, labels, template)
+    ranking = common.answer(lambda: model.classify(image, labels, template))
     elapsed = time.perf_counter() - start
 
     chart = pd.DataFrame(ranking, columns=["label", "probability"])

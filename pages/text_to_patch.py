@@ -54,7 +54,7 @@ if image is None or query is None:
     st.stop()
 
 start = time.perf_counter()
-ranking = rank_patches(model, image, query, rows, cols)
+ranking = common.answer(lambda: rank_patches(model, image, query, rows, cols))
 elapsed = time.perf_counter() - start
 scores = ranking.probs if softmax else ranking.cosine
 best_row, best_col = ranking.cell(ranking.order[0])
