@@ -8,6 +8,7 @@ Screenshots land in tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -42,6 +43,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
 def serve(env: dict[str, str], log_name: str):
     """A headless Streamlit server of the app, with `env` added to this process's environment."""
@@ -67,7 +74,7 @@ def serve(env: dict[str, str], log_name: str):
                     pass
                 assert time.monotonic() < deadline, "streamlit did not become healthy within 60 s"
                 time.sleep(0.5)
-            yield url
+            yield Server(url, process)
         finally:
             process.terminate()
             try:
@@ -102,7 +109,7 @@ def browse(browser, url: str):
 @pytest.fixture(scope="module")
 def browser_page(browser):
     """The app with no published model at hand: koclip-mini."""
-    with serve({}, "server.log") as url, browse(browser, url) as page:
+    with serve({}, "server.log") as server, browse(browser, server.url) as page:
         yield page
 
 
@@ -110,7 +117,7 @@ def browser_page(browser):
 def space_page(browser, hub_cache, tmp_path_factory):
     """The app on a Space that has the published models in its Hub cache: koclip-base."""
     env = {"HF_HUB_CACHE": str(hub_cache[0]), "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings"))}
-    with serve(env, "space-server.log") as url, browse(browser, url) as page:
+    with serve(env, "space-server.log") as server, browse(browser, server.url) as page:
         yield page
 
 
