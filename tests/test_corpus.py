@@ -3,7 +3,6 @@ command line and each page give the recorded outcome, an answer or a clear error
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
