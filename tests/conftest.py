@@ -13,6 +13,16 @@ import fake_hub  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random model with a convolutional image tower, in a folder: quick to load and to run."""
+    import tiny
+
+    directory = tmp_path_factory.mktemp("tiny-model") / "tiny-conv"
+    tiny.write_hybrid_clip(directory, seed=7, kind="conv")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def hub_cache(tmp_path_factory):
     """A Hugging Face cache holding tiny koclip-base, koclip-large and klue/roberta-large (see fake_hub.py)."""
     cache = tmp_path_factory.mktemp("hf-cache")

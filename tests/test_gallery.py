@@ -10,19 +10,11 @@ import pytest
 from PIL import Image
 
 import koclip
-import tiny
 from koclip import gallery, indexing, scenes
 from koclip.cli import main as cli
 from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
 
 BATCH = 4
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("gallery-model") / "tiny-conv"
-    tiny.write_hybrid_clip(directory, seed=7, kind="conv")
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,6 @@ def mini():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("hostile-model") / "tiny-conv"
-    tiny.write_hybrid_clip(directory, seed=31, kind="conv")
-    return directory
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile-photos")
     for i, scene in enumerate(scenes.generate(6, seed=4, size=32)):
