@@ -103,10 +103,17 @@ async def session(browser, url: str, number: int, expected: Expected, deadline: 
                 query = QUERIES[step % len(QUERIES)]
                 await open_page(page, "Text → Image")
                 await submit(page, "Query", query)
+                want = expected.results[query]
                 await answered(page, page.get_by_text(f"“{query}”: "))
+                # The grid under the summary line: all its captions, not the first few drawn.
+                await page.wait_for_function(
+                    "n => (document.querySelector('[data-testid=\"stMain\"]').innerText"
+                    ".match(/#\\d+ · -?\\d\\.\\d{3}/g) || []).length >= n",
+                    arg=len(want),
+                )
                 text = await page.locator('[data-testid="stMain"]').inner_text()
                 shown = sorted(re.findall(r"#\d+ · -?\d\.\d{3}", text), key=lambda s: int(s[1:].split(" ")[0]))
-                ok = shown == expected.results[query]
+                ok = shown == want
             elif kind == "t2p":
                 query = QUERIES[step % 3]
                 await open_page(page, "Text → Patch")
