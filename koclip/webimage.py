@@ -168,7 +168,7 @@ def fetch_bytes(
 def _read_capped(connection: _PinnedHTTP, sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int,
                  deadline: float) -> bytes:
     """Stream the body, stopping as soon as it passes `max_bytes` or the deadline."""
-    too_large = FetchError(f"the image is larger than the {max_bytes / 1e6:.0f} MB limit")
+    too_large = FetchError(f"the image is larger than the {max_bytes / 2**20:.0f} MiB limit")
     length = response.getheader("Content-Length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise too_large
