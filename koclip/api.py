@@ -101,6 +101,12 @@ class KoCLIP:
         """Whether `text` is longer than the model reads (it is then cut, not refused)."""
         return self.text_processor.is_truncated(text)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` this model's vocabulary cannot read: what it says about them means nothing."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"expected text, not {type(text).__name__}")
+        return self.text_processor.unknown_words(text)
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = text_list(texts, "texts")
         if not texts:

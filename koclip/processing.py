@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -74,6 +75,17 @@ class TextProcessor:
 
     def is_truncated(self, text: str) -> bool:
         return self.token_count(text) > self.max_length
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` (split at spaces) that hold a piece the vocabulary lacks ([UNK])."""
+        unk = self.tokenizer.unk_token_id
+        with self._lock:
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                     truncation=True, max_length=self.max_length)
+        spans = [span for token, span in zip(encoded["input_ids"], encoded["offset_mapping"]) if token == unk]
+        words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+        found = [word for start, end, word in words if any(start <= a < end for a, _ in spans)]
+        return list(dict.fromkeys(found))
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the length bucket of the longest text."""

@@ -189,7 +189,22 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
             f"The query is longer than the {model.max_text_length} tokens {model.name} reads: "
             "only its beginning was used."
         )
+    unknown = model.unknown_words(query)
+    if unknown and len(unknown) == len(query.split()):
+        st.warning(f"{model.name} knows none of the words in “{quote(query)}”, so it has no answer. {vocabulary_hint(model)}")
+        return None
+    if unknown:
+        st.warning(f"{model.name} does not know {listed(unknown)}: that part of the query is ignored. {vocabulary_hint(model)}")
     return query
+
+
+def vocabulary_hint(model: koclip.KoCLIP) -> str:
+    return "It knows shapes and colours only, such as 빨간 원 or 파란 삼각형." if model.name == "koclip-mini" else ""
+
+
+def listed(words: list[str], limit: int = 8) -> str:
+    shown = ", ".join(f"“{quote(word, 30)}”" for word in words[:limit])
+    return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
 
 
 def quote(text: str, limit: int = 60) -> str:

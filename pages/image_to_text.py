@@ -69,6 +69,18 @@ with right:
         st.error(f"{len(labels)} labels given; the limit is {MAX_LABELS}.")
         st.stop()
 
+    # A label made only of words the vocabulary lacks embeds as [UNK]: its score would mean nothing.
+    unreadable = [label for label in labels if len(model.unknown_words(label)) == len(label.split())]
+    if unreadable:
+        st.warning(
+            f"{model.name} does not know {common.listed(unreadable)}, so "
+            + ("it has no answer. " if len(unreadable) == len(labels) else "they were left out. ")
+            + common.vocabulary_hint(model)
+        )
+        labels = [label for label in labels if label not in unreadable]
+        if not labels:
+            st.stop()
+
     template = (list(ENSEMBLE) if ensemble else DEFAULT_TEMPLATE) if use_template else None
     start = time.perf_counter()
     ranking = common.answer(lambda: model.classify(image, labels, template))

@@ -12,6 +12,7 @@ from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+import koclip
 from koclip import gallery, hub, scenes
 from koclip.scenes import ObjectSpec, Query
 
@@ -306,3 +307,44 @@ def test_text_to_image_builds_a_gallery_from_a_dataset(space_app, monkeypatch, t
     assert option == f"{name} (12 images)"
     space_app.selectbox(key="t2i_gallery").select(str(tmp_path / "embeddings" / name)).run()
     assert {result["caption"] for result in space_app.session_state["t2i_results"]} <= {f"장면 {i}" for i in range(12)}
+
+
+# ---------------------------------------------------------------- words the model cannot read
+
+
+def test_koclip_mini_names_the_words_it_does_not_know():
+    mini = koclip.load("koclip-mini")
+    assert mini.unknown_words("빨간 고양이") == ["고양이"]
+    assert mini.unknown_words("a red circle") == ["a", "red", "circle"]
+    assert mini.unknown_words("초록 사각형 두 개가 있다") == []
+
+
+def test_image_to_text_gives_no_odds_for_labels_the_model_cannot_read(app):
+    page(app, "image_to_text")
+    app.selectbox(key="i2t_example").select("Photo: chelsea").run()  # labels 고양이, 강아지, ...
+    assert not any(text.startswith("1. ") for text in texts(app.markdown))
+    assert any("does not know" in text and "고양이" in text and "has no answer" in text for text in texts(app.warning))
+
+
+def test_image_to_text_leaves_out_only_the_unreadable_labels(app):
+    page(app, "image_to_text")
+    app.text_area(key="i2t_labels").input("파란 삼각형, 고양이, 빨간 원").run()
+    ranking = next(text for text in texts(app.markdown) if text.startswith("1. "))
+    assert ranking.count("%") == 2 and "고양이" not in ranking
+    assert any("left out" in text for text in texts(app.warning))
+
+
+@pytest.mark.parametrize("name, key", [("text_to_patch", "t2p_query"), ("text_to_image", "t2i_query")])
+def test_a_query_of_unknown_words_gets_no_answer(app, name, key):
+    page(app, name)
+    app.text_input(key=key).input("고양이").run()
+    assert any("knows none of the words" in text for text in texts(app.warning))
+    assert not any(text.startswith("Best patch") for text in texts(app.markdown))
+    assert "“고양이”: " not in " ".join(texts(app.caption))
+
+
+def test_a_query_with_some_unknown_words_is_answered_with_a_warning(app):
+    page(app, "text_to_image")
+    app.text_input(key="t2i_query").input("빨간 고양이").run()
+    assert any("does not know “고양이”" in text for text in texts(app.warning))
+    assert app.session_state["t2i_results"]

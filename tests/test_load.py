@@ -28,7 +28,8 @@ DURATION_S = 60
 MEMORY_BOUND_MIB = 3072
 STEP_TIMEOUT_MS = 120_000
 LABEL_SETS = ["빨간 원, 파란 삼각형, 노란 별", "파란 삼각형\n보라 하트", "초록 사각형, 파란 원, 파란 삼각형, 검은 별"]
-QUERIES = ["빨간 원", "노란 별", "파란 삼각형 두 개", "🐱 <b>x</b> **굵게**", "\u202e원 간빨"]
+# Hostile text mixed with words koclip-mini knows, so that every query has an answer to compare.
+QUERIES = ["빨간 원", "노란 별", "파란 삼각형 두 개", "🐱 <b>x</b> **빨간** 원", "\u202e원 간빨"]
 LONG_QUERY = ("빨간 원 " * 2000)[:10_000]
 
 
