@@ -107,6 +107,10 @@ class KoCLIP:
             raise InvalidInputError(f"expected text, not {type(text).__name__}")
         return self.text_processor.unknown_words(text)
 
+    def can_read(self, text: str) -> bool:
+        """Whether at least one word of `text` is in the model's vocabulary."""
+        return bool(set(text.split()) - set(self.unknown_words(text)))
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = text_list(texts, "texts")
         if not texts:

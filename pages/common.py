@@ -190,7 +190,7 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
             "only its beginning was used."
         )
     unknown = model.unknown_words(query)
-    if unknown and len(unknown) == len(query.split()):
+    if unknown and not model.can_read(query):
         st.warning(f"{model.name} knows none of the words in “{quote(query)}”, so it has no answer. {vocabulary_hint(model)}")
         return None
     if unknown:

@@ -70,7 +70,7 @@ with right:
         st.stop()
 
     # A label made only of words the vocabulary lacks embeds as [UNK]: its score would mean nothing.
-    unreadable = [label for label in labels if len(model.unknown_words(label)) == len(label.split())]
+    unreadable = [label for label in labels if not model.can_read(label)]
     if unreadable:
         st.warning(
             f"{model.name} does not know {common.listed(unreadable)}, so "

@@ -317,6 +317,7 @@ def test_koclip_mini_names_the_words_it_does_not_know():
     assert mini.unknown_words("빨간 고양이") == ["고양이"]
     assert mini.unknown_words("a red circle") == ["a", "red", "circle"]
     assert mini.unknown_words("초록 사각형 두 개가 있다") == []
+    assert not mini.can_read("고양이 고양이") and mini.can_read("고양이 원")
 
 
 def test_image_to_text_gives_no_odds_for_labels_the_model_cannot_read(app):
