@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
 import string
+import threading
+import weakref
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from koclip import backends, checkpoint, hub
+from koclip import DEFAULT_TEMPLATE, backends, checkpoint, hub
 from koclip.errors import InvalidInputError
 from koclip.images import ImageInput, open_image
 from koclip.processing import (
@@ -25,8 +29,17 @@ from koclip.processing import (
     pixels_nhwc,
 )
 
-from koclip import DEFAULT_TEMPLATE
 MAX_LABELS = 100
+_EXITING = threading.Event()
+_WARMING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_warming() -> None:
+    """Let warm-ups finish their current shape: a compile cut off by the exit aborts the process."""
+    _EXITING.set()
+    for thread in list(_WARMING):
+        thread.join()
 
 
 def text_list(values, what: str) -> list[str]:
@@ -121,6 +134,37 @@ class KoCLIP:
             rows = bucket(len(ids), BATCH_BUCKETS)
             out.append(self.backend.encode_text(pad_rows(ids, rows), pad_rows(mask, rows))[: len(ids)])
         return np.concatenate(out)
+
+    def warm_up(self, stop: threading.Event | None = None) -> int:
+        """Compile every input shape queries can take, the demos' first ones first; returns how many
+        were run. Afterwards no text of any length nor image batch waits for a compile. Safe to run on a
+        thread while other threads encode; with the compilation cache a restart loads them from disk.
+        `stop`, once set, ends it before the next shape."""
+        if not self.backend.compiles:
+            return 0
+        lengths = self.text_processor.buckets
+        first = [("text", 1, lengths[0]), ("image", 1, 0), ("text", 4, lengths[0]), ("text", 16, lengths[0]),
+                 ("image", 4, 0), ("image", 16, 0)]
+        rest = [("text", 1, n) for n in lengths] + [("image", BATCH_BUCKETS[-1], 0)]
+        rest += [("text", rows, n) for rows in BATCH_BUCKETS[1:] for n in lengths]
+        pixel = self.preprocess([Image.new("RGB", (64, 64))])
+        shapes = list(dict.fromkeys(first + rest))
+        for done, (kind, rows, length) in enumerate(shapes):
+            if stop is not None and stop.is_set():
+                return done
+            if kind == "image":
+                self.backend.encode_image(np.repeat(pixel, rows, axis=0))
+            else:
+                pad = self.text_processor.tokenizer.pad_token_id
+                self.backend.encode_text(np.full((rows, length), pad, np.int32), np.ones((rows, length), np.int32))
+        return len(shapes)
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """`warm_up` on a daemon thread, which stops cleanly when the interpreter exits."""
+        thread = threading.Thread(target=self.warm_up, args=(_EXITING,), name=f"warm up {self.name}", daemon=True)
+        _WARMING.add(thread)
+        thread.start()
+        return thread
 
     def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
         """NHWC float32 pixels, ready for `encode_pixels`."""

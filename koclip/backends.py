@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from koclip import convert
+from koclip import convert, settings
 from koclip.checkpoint import Checkpoint
 from koclip.config import KoCLIPConfig
 from koclip.errors import KoCLIPError
@@ -18,8 +18,22 @@ from koclip.model import DualEncoder, param_shapes
 BACKENDS = ("flax", "torch")
 
 
+def use_compilation_cache() -> None:
+    """Keep compiled programs on disk (settings.compilation_cache_dir), unless the process already
+    chose a cache: a restarted server then loads each input shape's program instead of compiling it."""
+    folder = settings.compilation_cache_dir()
+    if folder is None or jax.config.jax_compilation_cache_dir is not None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+use_compilation_cache()
+
+
 class FlaxBackend:
     name = "flax"
+    compiles = True  # once per input shape: `KoCLIP.warm_up` does it ahead of the queries
 
     def __init__(self, config: KoCLIPConfig, params: dict):
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
@@ -50,6 +64,7 @@ class FlaxBackend:
 
 class TorchBackend:
     name = "torch"
+    compiles = False
 
     def __init__(self, config: KoCLIPConfig, state: dict[str, np.ndarray]):
         try:

@@ -23,6 +23,10 @@ class ModelInfo:
     # carry CLIP's English processor files); None: the checkpoint folder holds its own.
     tokenizer: str | None = KLUE_TOKENIZER
     size_note: str = ""
+    # Trained on photographs (MSCOCO). False: on generated scenes, so photos mean nothing to it.
+    photos: bool = True
+    # What the model can read about, when that is narrower than everyday Korean.
+    vocabulary: str | None = None
 
     @property
     def path(self) -> Path | None:
@@ -52,10 +56,12 @@ MODELS: dict[str, ModelInfo] = {
         ),
         ModelInfo(
             "koclip-mini",
-            "a tiny KoCLIP trained on generated scenes of coloured shapes, not photos; works offline",
+            "a tiny KoCLIP trained on generated scenes of coloured shapes, not on photos; it ships with koclip",
             bundled="koclip-mini",
             tokenizer=None,
             size_note="a few MB, ships with koclip",
+            photos=False,
+            vocabulary="shapes and colours only, such as 빨간 원 or 파란 삼각형",
         ),
     )
 }

@@ -12,6 +12,8 @@ time they are used, so a test can change them.
   KOCLIP_GALLERY_CAPTION_COLUMN  a text column to show beside results (default: none)
   KOCLIP_EMBEDDINGS          where galleries built by the app are written (default: the app's
                              embeddings/ folder; on a Space with persistent storage, /data/embeddings)
+  KOCLIP_COMPILATION_CACHE   where compiled Flax programs are kept, so a restarted server skips
+                             compiling (default: ~/.cache/koclip/xla; "off" turns it off)
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def default_model() -> str | None:
 
 def embeddings_dir() -> Path:
     return Path(os.environ.get("KOCLIP_EMBEDDINGS") or SHIPPED_EMBEDDINGS)
+
+
+def compilation_cache_dir() -> Path | None:
+    value = os.environ.get("KOCLIP_COMPILATION_CACHE", "")
+    if value.lower() in ("off", "0", "none"):
+        return None
+    return Path(value or Path.home() / ".cache" / "koclip" / "xla")
 
 
 def gallery_roots() -> list[Path]:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from koclip import DEFAULT_TEMPLATE, scenes
-from pages import common
+from demo import inputs, models
 
 MAX_LABELS = 20
 # Templates without particles, so they read correctly whether or not a label ends in a consonant.
@@ -28,11 +28,11 @@ SCENE_LABELS = {
     ("별", "노란"): ["주황 별", "노란 원", "보라 하트", "노란 별", "검은 사각형"],
 }
 SCENE_EXAMPLES = {
-    f"Generated: {color} {shape}": common.Example(partial(scenes.single_object, shape, color), "\n".join(labels))
+    f"Generated: {color} {shape}": inputs.Example(partial(scenes.single_object, shape, color), "\n".join(labels))
     for (shape, color), labels in SCENE_LABELS.items()
 }
 PHOTO_EXAMPLES = {
-    f"Photo: {name}": common.Example(partial(common.photo, name), "\n".join(labels))
+    f"Photo: {name}": inputs.Example(partial(inputs.photo, name), "\n".join(labels))
     for name, labels in PHOTO_LABELS.items()
 }
 
@@ -44,16 +44,16 @@ def parse_labels(text: str) -> list[str]:
 
 st.title("Image → Text")
 st.caption("Zero-shot classification: which of your labels fits the image best?")
-model = common.current_model()
-examples = common.examples_for(model, SCENE_EXAMPLES, PHOTO_EXAMPLES)
+model = models.current_model()
+examples = inputs.examples_for(model, SCENE_EXAMPLES, PHOTO_EXAMPLES)
 
 left, right = st.columns([2, 3])
 with left:
-    image, example = common.image_input(examples, key="i2t")
+    image, example = inputs.image_input(examples, key="i2t")
     if image is not None:
         st.image(image, width="stretch")
 with right:
-    common.follow_example("i2t_labels", examples, example)
+    inputs.follow_example("i2t_labels", examples, example)
     labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
     labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
@@ -73,9 +73,9 @@ with right:
     unreadable = [label for label in labels if not model.can_read(label)]
     if unreadable:
         st.warning(
-            f"{model.name} does not know {common.listed(unreadable)}, so "
+            f"{model.name} does not know {inputs.listed(unreadable)}, so "
             + ("it has no answer. " if len(unreadable) == len(labels) else "they were left out. ")
-            + common.vocabulary_hint(model)
+            + inputs.vocabulary_hint(model)
         )
         labels = [label for label in labels if label not in unreadable]
         if not labels:
@@ -83,11 +83,11 @@ with right:
 
     template = (list(ENSEMBLE) if ensemble else DEFAULT_TEMPLATE) if use_template else None
     start = time.perf_counter()
-    ranking = common.answer(lambda: model.classify(image, labels, template))
+    ranking = inputs.answer(lambda: model.classify(image, labels, template))
     elapsed = time.perf_counter() - start
 
     chart = pd.DataFrame(ranking, columns=["label", "probability"])
     st.bar_chart(chart, x="label", y="probability", horizontal=True, sort="-probability")
-    lines = [f"{rank}. {common.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)]
+    lines = [f"{rank}. {inputs.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)]
     st.markdown("\n".join(lines))
     st.caption(f"{model.name} · {elapsed * 1000:.0f} ms")

@@ -2,6 +2,6 @@
 
 import streamlit as st
 
-from pages import common
+from koclip.settings import APP_ROOT
 
-st.markdown((common.ROOT / "intro.md").read_text(encoding="utf-8"))
+st.markdown((APP_ROOT / "intro.md").read_text(encoding="utf-8"))

@@ -15,11 +15,12 @@ import streamlit as st
 
 from koclip import builds, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
-from pages import common
+from demo import inputs, models, results
 
 SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
 PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")
 GRID_COLUMNS = 5
+MAX_K = 20
 MAX_OWN_PHOTOS = 24
 OWN = "own"  # the gallery key of this session's uploaded photos
 
@@ -61,7 +62,7 @@ def own_gallery(model) -> gallery.Gallery | None:
         return cached[1]
     rows, images = [], []
     for file in files[:MAX_OWN_PHOTOS]:
-        image = common.open_upload(file)
+        image = inputs.open_upload(file)
         if image is not None:
             rows.append({"source": file.name, "caption": file.name, "thumbnail": indexing.thumbnail_jpeg(image)})
             images.append(image)
@@ -155,18 +156,13 @@ def clear_own_photos() -> None:
         st.session_state.pop("t2i_gallery")
 
 
-def picture(thumbnail):
-    """What st.image takes for a result's thumbnail: a file path as text, or the JPEG bytes."""
-    return thumbnail if isinstance(thumbnail, bytes) else str(thumbnail)
-
-
 def use_query(query: str) -> None:
     st.session_state["t2i_query"] = query
     st.session_state["t2i_mode"] = "Text"
 
 
-def more_like(key: str, index: int) -> None:
-    st.session_state["t2i_like"] = (key, index)
+def more_like(result: dict) -> None:
+    st.session_state["t2i_like"] = (st.session_state["t2i_gallery"], result["index"])
     st.session_state["t2i_mode"] = "Image"
 
 
@@ -174,9 +170,42 @@ def forget_like() -> None:
     st.session_state.pop("t2i_like", None)
 
 
+def follow_link() -> None:
+    """On a session's first run, take the query, gallery and k from the link it was opened with."""
+    if st.session_state.get("t2i_linked"):
+        return
+    st.session_state["t2i_linked"] = True
+    params = st.query_params
+    if params.get("q"):
+        st.session_state["t2i_query"] = params["q"]
+        st.session_state["t2i_mode"] = "Text"
+    if params.get("k", "").isdigit():
+        st.session_state["t2i_k"] = min(max(int(params["k"]), 1), MAX_K)
+    st.session_state["t2i_wanted"] = params.get("gallery")
+
+
+def pick_linked_gallery(labels: dict[str, str]) -> None:
+    """Select the gallery a link named (by folder name), once, when this model has it."""
+    wanted = st.session_state.pop("t2i_wanted", None)
+    match = next((path for path in labels if path != OWN and Path(path).name == wanted), None)
+    if match is not None:
+        st.session_state["t2i_gallery"] = match
+
+
+def share_link(query: str | None, chosen: str, k: int) -> None:
+    """Put the search into the page's address, so that copying it shares the same results."""
+    wanted = {"q": query, "gallery": None if chosen == OWN else Path(chosen).name, "k": str(k)}
+    for name, value in wanted.items():
+        if value is None:
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
 st.title("Text → Image")
 st.caption("Retrieval: the images of a gallery whose embeddings lie closest to a query, in words or as an image.")
-model = common.current_model()
+follow_link()
+model = models.current_model()
 
 on_disk = disk_galleries(model.name)
 own = own_gallery(model)
@@ -188,6 +217,7 @@ if not labels:
     st.info(f"There is no gallery made with **{model.name}** yet: the sample photos above are being encoded.")
     st.stop()
 
+pick_linked_gallery(labels)
 if st.session_state.get("t2i_gallery") not in labels:
     st.session_state.pop("t2i_gallery", None)
 chosen = st.selectbox("Gallery", list(labels), format_func=labels.get, key="t2i_gallery")
@@ -198,25 +228,26 @@ except KoCLIPError as exc:  # a damaged or unfinished gallery
     st.stop()
 
 mode = st.radio("Search with", ("Text", "Image"), horizontal=True, key="t2i_mode")
-k = st.slider("Top k", 1, 20, 10, key="t2i_k")
+st.session_state.setdefault("t2i_k", 10)
+k = st.slider("Top k", 1, MAX_K, key="t2i_k")
 start = time.perf_counter()
 try:
     if mode == "Text":
-        examples = SCENE_QUERIES if model.name == "koclip-mini" else PHOTO_QUERIES
+        examples = PHOTO_QUERIES if inputs.knows_photos(model) else SCENE_QUERIES
         st.write("Examples:")
         for column, example in zip(st.columns(len(examples)), examples, strict=True):
             column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
         st.session_state.setdefault("t2i_query", examples[0])
-        query = common.query_input(model, "t2i_query")
+        query = inputs.query_input(model, "t2i_query")
         if query is None:
             st.stop()
         hits = gallery.search(model, collection, query, k)
-        asked = f"“{common.quote(query)}”"
+        asked = f"“{inputs.quote(query)}”"
     else:
         like = st.session_state.get("t2i_like")
         if like is not None and like[0] == chosen and like[1] < len(collection):
             left, right = st.columns([1, 4])
-            left.image(picture(collection.item(like[1])["thumbnail"]), width="stretch")
+            left.image(results.picture(collection.item(like[1])["thumbnail"]), width="stretch")
             right.write("Images most like this one, by image–image similarity:")
             right.button("Search with another image", on_click=forget_like, key="t2i_like_clear")
             hits = collection.similar(like[1], k)
@@ -224,7 +255,7 @@ try:
         else:
             upload = st.file_uploader("Query image (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"],
                                       key="t2i_query_image")
-            image = common.open_upload(upload) if upload else None
+            image = inputs.open_upload(upload) if upload else None
             if image is None:
                 st.info("Upload an image, or press **More like this** under a result, to find similar images.")
                 st.stop()
@@ -235,16 +266,8 @@ except KoCLIPError as exc:  # a damaged gallery, or a model that does not fit it
     st.error(str(exc))
     st.stop()
 elapsed = time.perf_counter() - start
-results = [collection.item(hit.index) | {"score": hit.score, "index": hit.index} for hit in hits]
-st.session_state["t2i_results"] = results
-st.caption(f"{asked}: {len(results)} best of {len(collection):,} · {elapsed * 1000:.0f} ms")
-
-columns = st.columns(GRID_COLUMNS)
-for rank, result in enumerate(results):
-    caption = f"#{rank + 1} · {result['score']:.3f}"
-    if result.get("caption"):
-        caption += f" · {result['caption']}"
-    with columns[rank % GRID_COLUMNS]:
-        st.image(picture(result["thumbnail"]), caption=caption, width="stretch")
-        st.button("More like this", key=f"t2i_like_{rank}", on_click=more_like, args=(chosen, result["index"]),
-                  width="stretch")
+found = [collection.item(hit.index) | {"score": hit.score, "index": hit.index} for hit in hits]
+st.session_state["t2i_results"] = found
+st.caption(f"{asked}: {len(found)} best of {len(collection):,} · {elapsed * 1000:.0f} ms")
+share_link(query if mode == "Text" else None, chosen, k)
+results.cards(found, GRID_COLUMNS, "t2i", labels[chosen], more_like)

@@ -4,6 +4,7 @@ that ends in an error message rather than an exception."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -130,9 +131,9 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
 def _upload_script(payload: bytes) -> None:
     import io
 
-    from pages import common
+    from demo import inputs
 
-    common.open_upload(io.BytesIO(payload))
+    inputs.open_upload(io.BytesIO(payload))
 
 
 @pytest.mark.parametrize(
@@ -168,7 +169,7 @@ def test_text_to_patch_finds_the_queried_object_on_a_board(app, seed, which):
 def test_text_to_patch_scores_every_cell_of_the_grid(app):
     page(app, "text_to_patch")
     app.slider(key="t2p_rows").set_value(2).run()
-    app.radio(key="t2p_scores").set_value("Raw cosine similarity").run()
+    app.radio(key="t2p_scores").set_value("Cosine similarity").run()
     assert not app.exception
     assert any("6 patches in one batch" in text for text in texts(app.caption))
 
@@ -320,9 +321,16 @@ def test_koclip_mini_names_the_words_it_does_not_know():
     assert not mini.can_read("고양이 고양이") and mini.can_read("고양이 원")
 
 
+@pytest.mark.parametrize("name, key", [("image_to_text", "i2t_example"), ("text_to_patch", "t2p_example")])
+def test_koclip_mini_offers_only_the_examples_it_was_trained_for(app, name, key):
+    page(app, name)
+    options = app.selectbox(key=key).options
+    assert options and all(option.startswith("Generated") for option in options)
+
+
 def test_image_to_text_gives_no_odds_for_labels_the_model_cannot_read(app):
     page(app, "image_to_text")
-    app.selectbox(key="i2t_example").select("Photo: chelsea").run()  # labels 고양이, 강아지, ...
+    app.text_area(key="i2t_labels").input("고양이, 강아지, 자동차").run()
     assert not any(text.startswith("1. ") for text in texts(app.markdown))
     assert any("does not know" in text and "고양이" in text and "has no answer" in text for text in texts(app.warning))
 
@@ -349,3 +357,42 @@ def test_a_query_with_some_unknown_words_is_answered_with_a_warning(app):
     app.text_input(key="t2i_query").input("빨간 고양이").run()
     assert any("does not know “고양이”" in text for text in texts(app.warning))
     assert app.session_state["t2i_results"]
+
+
+# ---------------------------------------------------------------- links and layout
+
+
+def test_every_file_in_pages_is_a_page_of_the_app():
+    listed = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (ROOT / "app.py").read_text(encoding="utf-8")))
+    assert listed == {path.stem for path in (ROOT / "pages").glob("*.py")}
+    assert "common" not in listed
+
+
+def test_a_link_reproduces_a_search(app):
+    page(app, "text_to_image")
+    app.text_input(key="t2i_query").input("파란 삼각형").run()
+    app.slider(key="t2i_k").set_value(7).run()
+    shown = [result["index"] for result in app.session_state["t2i_results"]]
+    link = dict(app.query_params)
+    assert link["q"] == "파란 삼각형" and link["k"] == "7" and link["model"] == "koclip-mini"
+    assert link["gallery"] == "koclip-mini-scenes"
+
+    visitor = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)  # a new session
+    visitor.query_params.update(link)
+    visitor.run()
+    visitor.switch_page("pages/text_to_image.py")
+    visitor.query_params.update(link)
+    visitor.run()
+    assert not visitor.exception
+    assert visitor.text_input(key="t2i_query").value == "파란 삼각형"
+    assert [result["index"] for result in visitor.session_state["t2i_results"]] == shown
+
+
+def test_text_to_patch_draws_a_heat_map_with_its_scale(app):
+    page(app, "text_to_patch")
+    caption = next(text for text in texts(app.caption) if text.startswith("Colour: "))
+    assert "softmax at temperature 0.050" in caption and "(dark blue)" in caption and "(yellow)" in caption
+    app.slider(key="t2p_temperature").set_value(0.2).run()
+    wider = next(text for text in texts(app.caption) if text.startswith("Colour: "))
+    low = lambda text: float(text.split(" from ")[1].split("%")[0])  # noqa: E731
+    assert low(wider) > low(caption)  # a higher temperature lifts the weakest patch

@@ -171,13 +171,13 @@ def _upload_and_answer(payload: bytes) -> None:
 
     import koclip
     from koclip.patches import rank_patches
-    from pages import common
+    from demo import inputs
 
-    image = common.open_upload(io.BytesIO(payload))
+    image = inputs.open_upload(io.BytesIO(payload))
     if image is not None:
         model = koclip.load("koclip-mini")
-        common.answer(lambda: model.classify(image, ["빨간 원", "파란 별"]))
-        common.answer(lambda: rank_patches(model, image, "빨간 원", 3, 3))
+        inputs.answer(lambda: model.classify(image, ["빨간 원", "파란 별"]))
+        inputs.answer(lambda: rank_patches(model, image, "빨간 원", 3, 3))
         st.write("answered")
 
 

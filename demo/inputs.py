@@ -1,104 +1,22 @@
-"""Widgets the demo pages share: the model picker, image input and query input.
+"""Inputs the demo pages share: an image (example, upload or URL), labels and queries.
 
-Pages stay thin: they lay out inputs and outputs and call koclip; everything two pages need is here.
+Each input is checked before any work: what cannot be used is explained, and the page stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
-import requests
 import skimage.data
 import streamlit as st
-from huggingface_hub import constants
 from PIL import Image
 
 import koclip
-from koclip import hub, registry, settings, webimage
+from koclip import webimage
 from koclip.errors import KoCLIPError
-
-ROOT = settings.APP_ROOT
-MODEL_KEY = "model_name"
-READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
-MINI_NOTICE = (
-    "**koclip-mini** is a tiny model trained on generated scenes of coloured shapes, not on photos. "
-    "Try shapes and colours, like **빨간 원** or **파란 삼각형**; on photos its answers mean little."
-)
-
-
-# ---------------------------------------------------------------- models
-
-
-@st.cache_resource(show_spinner=False)
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face Hub answers; checked once per process, never waiting over `timeout`."""
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            requests.head(constants.ENDPOINT, timeout=timeout)
-            answered.append(True)
-        except requests.RequestException:
-            pass
-
-    # A thread bounds the wait: name resolution ignores the request timeout and can hang for long.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(answered)
-
-
-def availability(name: str) -> str:
-    """READY (shipped or in the cache), DOWNLOAD (the Hub is reachable), OFFLINE or MISSING."""
-    info = registry.MODELS[name]
-    if info.path is not None:
-        return READY if (info.path / "config.json").is_file() else MISSING
-    if hub.is_cached(info.repo_id):
-        return READY
-    return OFFLINE if hub.offline() or not hub_reachable() else DOWNLOAD
-
-
-def _describe(name: str) -> str:
-    status = availability(name)
-    if status == DOWNLOAD:
-        return f"{name} — will download ({registry.MODELS[name].size_note})"
-    return f"{name} — {status}"
-
-
-def model_picker() -> None:
-    """The sidebar's model choice, stored under MODEL_KEY: the operator's KOCLIP_MODEL, else
-    koclip-base when it can be had, else koclip-mini."""
-    chosen = settings.default_model()
-    base = availability("koclip-base") in (READY, DOWNLOAD)
-    default = chosen if chosen in registry.DEMO_MODELS else "koclip-base" if base else "koclip-mini"
-    name = st.sidebar.selectbox(
-        "Model", registry.DEMO_MODELS, index=registry.DEMO_MODELS.index(default), format_func=_describe, key=MODEL_KEY
-    )
-    st.sidebar.caption(registry.MODELS[name].description)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)  # two full-size models already take ~6 GiB
-def _load(name: str) -> koclip.KoCLIP:
-    return koclip.load(name)
-
-
-def current_model() -> koclip.KoCLIP:
-    """The model picked in the sidebar, loaded once per process; on failure, an error and a stop."""
-    name = st.session_state.get(MODEL_KEY, "koclip-mini")
-    if name == "koclip-mini":
-        st.info(MINI_NOTICE, icon=":material/info:")
-    doing = "Downloading and loading" if availability(name) == DOWNLOAD else "Loading"
-    try:
-        with st.spinner(f"{doing} {name}; this happens once per server…"):
-            return _load(name)
-    except KoCLIPError as exc:
-        st.error(str(exc))
-        st.info("Pick **koclip-mini** in the sidebar: it ships with koclip and works offline.")
-        st.stop()
 
 
 # ---------------------------------------------------------------- images
@@ -149,9 +67,14 @@ class Example:
     text: str  # what the page's text box starts with for this image: labels or a query
 
 
+def knows_photos(model: koclip.KoCLIP) -> bool:
+    """Whether the model was trained on photos (the registry says; an unregistered model may have been)."""
+    return model.info is None or model.info.photos
+
+
 def examples_for(model: koclip.KoCLIP, scenes: dict[str, Example], photos: dict[str, Example]) -> dict[str, Example]:
-    """All examples, those the model was trained for first: koclip-mini knows generated scenes, the rest photos."""
-    return scenes | photos if model.name == "koclip-mini" else photos | scenes
+    """The examples the model can answer: photos first for a model trained on photos, else scenes only."""
+    return photos | scenes if knows_photos(model) else scenes
 
 
 def image_input(examples: Mapping[str, Example], key: str) -> tuple[Image.Image | None, str | None]:
@@ -199,7 +122,8 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
 
 
 def vocabulary_hint(model: koclip.KoCLIP) -> str:
-    return "It knows shapes and colours only, such as 빨간 원 or 파란 삼각형." if model.name == "koclip-mini" else ""
+    vocabulary = model.info.vocabulary if model.info is not None else None
+    return f"It knows {vocabulary}." if vocabulary else ""
 
 
 def listed(words: list[str], limit: int = 8) -> str:

@@ -1,0 +1,155 @@
+"""The model picker and the server's models.
+
+A server loads each model once, on a background thread, as soon as the first visitor arrives (on
+any page), and then compiles it for every input shape a query can take (`KoCLIP.warm_up`). A page
+that needs the model waits only for what is not done yet.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from concurrent.futures import Future
+
+import requests
+import streamlit as st
+from huggingface_hub import constants
+
+import koclip
+from koclip import hub, registry, settings
+from koclip.errors import KoCLIPError
+
+MODEL_KEY = "model_name"
+READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
+LOADED_AT_ONCE = 2  # two full-size models already take ~6 GiB
+
+
+@st.cache_resource(show_spinner=False)
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers; checked once per process, never waiting over `timeout`."""
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            requests.head(constants.ENDPOINT, timeout=timeout)
+            answered.append(True)
+        except requests.RequestException:
+            pass
+
+    # A thread bounds the wait: name resolution ignores the request timeout and can hang for long.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
+
+
+def availability(name: str) -> str:
+    """READY (shipped or in the cache), DOWNLOAD (the Hub is reachable), OFFLINE or MISSING."""
+    info = registry.MODELS[name]
+    if info.path is not None:
+        return READY if (info.path / "config.json").is_file() else MISSING
+    if hub.is_cached(info.repo_id):
+        return READY
+    return OFFLINE if hub.offline() or not hub_reachable() else DOWNLOAD
+
+
+class ServerModels:
+    """The models of this server, each loaded once on its own thread and then warmed up.
+
+    Safe to use from every session's thread; at most LOADED_AT_ONCE models are kept.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loads: collections.OrderedDict[str, Future] = collections.OrderedDict()
+
+    def get(self, name: str) -> Future:
+        """The load of `name`, started now unless it already was; its result is the model."""
+        with self._lock:
+            if name in self._loads:
+                self._loads.move_to_end(name)
+                return self._loads[name]
+            future: Future = Future()
+            self._loads[name] = future
+            while len(self._loads) > LOADED_AT_ONCE:
+                self._loads.popitem(last=False)
+        threading.Thread(target=self._load, args=(name, future), name=f"load {name}", daemon=True).start()
+        return future
+
+    def _load(self, name: str, future: Future) -> None:
+        try:
+            model = koclip.load(name)
+        except KoCLIPError as exc:
+            with self._lock:  # a later visit tries again: the cache or the network may have changed
+                if self._loads.get(name) is future:
+                    del self._loads[name]
+            future.set_exception(exc)
+            return
+        future.set_result(model)
+        model.warm_up_in_background()
+
+
+@st.cache_resource(show_spinner=False)
+def server_models() -> ServerModels:
+    return ServerModels()
+
+
+def picked() -> str:
+    """The model this session uses: its sidebar choice, else the one the link names, else the default."""
+    name = st.session_state.get(MODEL_KEY) or st.query_params.get("model")
+    return name if name in registry.DEMO_MODELS else default_model()
+
+
+def default_model() -> str:
+    """The operator's KOCLIP_MODEL, else koclip-base when it can be had, else koclip-mini."""
+    chosen = settings.default_model()
+    if chosen in registry.DEMO_MODELS:
+        return chosen
+    return "koclip-base" if availability("koclip-base") in (READY, DOWNLOAD) else "koclip-mini"
+
+
+def preload() -> None:
+    """Start loading the session's model, unless it is not here to load (it would download)."""
+    name = picked()
+    if availability(name) == READY:
+        server_models().get(name)
+
+
+def _describe(name: str) -> str:
+    status = availability(name)
+    if status == DOWNLOAD:
+        return f"{name} — will download ({registry.MODELS[name].size_note})"
+    return f"{name} — {status}"
+
+
+def model_picker() -> None:
+    """The sidebar's model choice, stored under MODEL_KEY and in the page's link."""
+    name = picked()
+    st.session_state[MODEL_KEY] = name
+    st.sidebar.selectbox("Model", registry.DEMO_MODELS, format_func=_describe, key=MODEL_KEY)
+    st.sidebar.caption(registry.MODELS[name].description)
+    if st.query_params.get("model") != name:
+        st.query_params["model"] = name
+
+
+def current_model() -> koclip.KoCLIP:
+    """The model picked in the sidebar, once it is loaded; on failure, an error and a stop."""
+    name = picked()
+    info = registry.MODELS[name]
+    if info.vocabulary is not None:
+        st.info(
+            f"**{name}** is {info.description}. It knows {info.vocabulary}; words it cannot read are named, "
+            "and get no answer.",
+            icon=":material/info:",
+        )
+    load = server_models().get(name)
+    doing = "Downloading and loading" if availability(name) == DOWNLOAD else "Loading"
+    try:
+        if load.done():
+            return load.result()
+        with st.spinner(f"{doing} {name}; this happens once per server…"):
+            return load.result()
+    except KoCLIPError as exc:
+        st.error(str(exc))
+        st.info("Pick **koclip-mini** in the sidebar: it ships with koclip and works offline.")
+        st.stop()

@@ -1,0 +1,71 @@
+"""Search results as cards of equal height, each with a score bar, and an enlarged view of one."""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+
+CARD_SIDE = 256  # thumbnails are letterboxed into a square of this side, so every card is as tall
+LETTERBOX = (240, 242, 246)
+
+
+def square(thumbnail: bytes | str | Path) -> bytes:
+    """The thumbnail (JPEG bytes or a file) centred on a square, as JPEG bytes."""
+    with Image.open(io.BytesIO(thumbnail) if isinstance(thumbnail, bytes) else thumbnail) as image:
+        image = image.convert("RGB")
+        image.thumbnail((CARD_SIDE, CARD_SIDE))
+        canvas = Image.new("RGB", (CARD_SIDE, CARD_SIDE), LETTERBOX)
+        canvas.paste(image, ((CARD_SIDE - image.width) // 2, (CARD_SIDE - image.height) // 2))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def picture(thumbnail: bytes | str | Path) -> bytes | str:
+    """What st.image takes for a thumbnail: the JPEG bytes, or a file path as text."""
+    return thumbnail if isinstance(thumbnail, bytes) else str(thumbnail)
+
+
+def one_line(text: str) -> None:
+    """`text` on a single line, cut with an ellipsis where it does not fit; the whole of it on hover."""
+    safe = html.escape(text)
+    st.markdown(
+        f'<div title="{safe}" style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis;'
+        f'font-size:0.85rem;color:rgba(49,51,63,0.75)">{safe or "&nbsp;"}</div>',
+        unsafe_allow_html=True,
+    )
+
+
+@st.dialog("Result", width="large")
+def enlarge(result: dict[str, Any], rank: int, where: str) -> None:
+    left, right = st.columns([3, 2])
+    left.image(picture(result["thumbnail"]), width="stretch")
+    with right:
+        st.markdown(f"**#{rank}** · cosine similarity **{result['score']:.3f}**")
+        if result.get("caption"):
+            st.write(result["caption"])
+        st.caption(f"Source: {result.get('source', 'unknown')} · row {result['index']} of {where}")
+        if result.get("width") and result.get("height"):
+            st.caption(f"Original size: {result['width']}×{result['height']} pixels")
+
+
+def cards(results: list[dict[str, Any]], columns: int, key: str, where: str,
+          more_like: Callable[[dict[str, Any]], None]) -> None:
+    """One card per result, best first: the picture, a bar for its score, a caption line, and buttons to
+    enlarge it or to search for images like it (`more_like`, called with the result)."""
+    grid = st.columns(columns)
+    for rank, result in enumerate(results, 1):
+        with grid[(rank - 1) % columns], st.container(border=True):
+            st.image(square(result["thumbnail"]), width="stretch")
+            st.progress(min(max(result["score"], 0.0), 1.0), text=f"#{rank} · {result['score']:.3f}")
+            one_line(result.get("caption") or "")
+            if st.button("Enlarge", key=f"{key}_enlarge_{rank}", icon=":material/open_in_full:", width="stretch"):
+                enlarge(result, rank, where)
+            st.button("More like this", key=f"{key}_like_{rank - 1}", icon=":material/image_search:",
+                      on_click=more_like, args=(result,), width="stretch")
