@@ -12,16 +12,18 @@ import streamlit as st
 from PIL import Image
 
 CARD_SIDE = 256  # thumbnails are letterboxed into a square of this side, so every card is as tall
+ENLARGED_SIDE = 512
 LETTERBOX = (240, 242, 246)
 
 
-def square(thumbnail: bytes | str | Path) -> bytes:
-    """The thumbnail (JPEG bytes or a file) centred on a square, as JPEG bytes."""
+def square(thumbnail: bytes | str | Path, side: int = CARD_SIDE) -> bytes:
+    """The thumbnail (JPEG bytes or a file) scaled to fit a square and centred on it, as JPEG bytes."""
     with Image.open(io.BytesIO(thumbnail) if isinstance(thumbnail, bytes) else thumbnail) as image:
-        image = image.convert("RGB")
-        image.thumbnail((CARD_SIDE, CARD_SIDE))
-        canvas = Image.new("RGB", (CARD_SIDE, CARD_SIDE), LETTERBOX)
-        canvas.paste(image, ((CARD_SIDE - image.width) // 2, (CARD_SIDE - image.height) // 2))
+        scale = side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.convert("RGB").resize(size, Image.BICUBIC)
+        canvas = Image.new("RGB", (side, side), LETTERBOX)
+        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     buffer = io.BytesIO()
     canvas.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
@@ -45,7 +47,7 @@ def one_line(text: str) -> None:
 @st.dialog("Result", width="large")
 def enlarge(result: dict[str, Any], rank: int, where: str) -> None:
     left, right = st.columns([3, 2])
-    left.image(picture(result["thumbnail"]), width="stretch")
+    left.image(square(result["thumbnail"], ENLARGED_SIDE), width="stretch")
     with right:
         st.markdown(f"**#{rank}** · cosine similarity **{result['score']:.3f}**")
         if result.get("caption"):

@@ -62,6 +62,8 @@ with right:
              "Higher shows how the other patches compare.",
     )
 if image is None or query is None:
+    if image is not None:
+        left.image(image, width="stretch")
     st.stop()
 
 start = time.perf_counter()

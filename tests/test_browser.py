@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -204,6 +205,37 @@ def test_text_to_image(browser_page):
     finish(page, "text_to_image")
     shown = int(summary.inner_text().split(": ")[1].split()[0])
     assert shown >= 1 and page.locator('[data-testid="stMain"] img').count() == shown
+
+    caption = page.locator('[data-testid="stMain"] div[title]').first.get_attribute("title", timeout=20_000)
+    page.get_by_role("button", name="Enlarge").first.click(timeout=20_000)
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("cosine similarity").wait_for(timeout=60_000)
+    assert dialog.get_by_text(caption, exact=True).count() == 1  # the whole caption, which the card cuts
+    page.wait_for_function(
+        "[...document.querySelectorAll('[role=\"dialog\"] img')].some(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.screenshot(path=str(ARTIFACTS / "text_to_image_enlarged.png"))
+    page.keyboard.press("Escape")
+
+
+def test_a_shared_link_opens_the_same_search(browser_page, browser):
+    base = browser_page.url.split("/")[:3]
+    link = "/".join(base) + "/text_to_image?model=koclip-mini&gallery=koclip-mini-scenes&k=4&q=" + quote("파란 삼각형")
+    with browse(browser, link) as page:
+        summary = page.get_by_text("“파란 삼각형”: ")
+        summary.wait_for()
+        finish(page, "text_to_image_from_link")
+        assert summary.inner_text().startswith("“파란 삼각형”: 4 best of 2,000")
+
+
+def test_words_the_model_cannot_read_get_no_answer(browser_page):
+    page = browser_page
+    open_page(page, "Text → Patch")
+    submit(page, "Query", "고양이")
+    page.get_by_text("knows none of the words").wait_for()
+    settle(page)
+    page.screenshot(path=str(ARTIFACTS / "text_to_patch_unknown_words.png"))
+    assert page.get_by_text("Best patch for").count() == 0
 
 
 # ---------------------------------------------------------------- koclip-base, as on a Space
