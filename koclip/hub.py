@@ -63,16 +63,33 @@ def _how_to_get(name: str) -> str:
     )
 
 
-def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path:
-    """A local snapshot of `repo_id`: from the cache if it is there, else downloaded."""
+def _how_to_download(is_offline: bool) -> str:
+    """The advice of the download command itself, which must not send its user back to it."""
+    retry = (
+        "if this machine can reach the Hub, or a Hub mirror (set HF_ENDPOINT to its address), unset "
+        "HF_HUB_OFFLINE and run this command again" if is_offline
+        else "check this machine's connection to the Hub, or set HF_ENDPOINT to the address of a Hub mirror it "
+        "can reach, and run this command again"
+    )
+    return (
+        f"To get it: {retry}; or run this command on a machine with internet access, then copy the Hugging Face "
+        f"cache folder it fills there into {cache_dir()} here, or set HF_HUB_CACHE here to the copied folder."
+    )
+
+
+def fetch(repo_id: str, patterns: list[str], *, name: str | None = None, downloading: bool = False) -> Path:
+    """A local snapshot of `repo_id`: from the cache if it is there, else downloaded.
+
+    `downloading`: the caller is the download command, whose advice on failure differs."""
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError):
         pass
     if offline():
+        advice = _how_to_download(True) if downloading else _how_to_get(name or repo_id)
         raise ModelUnavailableError(
             f"{repo_id} is not in the Hugging Face cache ({cache_dir()}) and HF_HUB_OFFLINE is set, "
-            f"so it was not downloaded. {_how_to_get(name or repo_id)}"
+            f"so it was not downloaded. {advice}"
         )
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), etag_timeout=10))
@@ -80,9 +97,10 @@ def fetch(repo_id: str, patterns: list[str], *, name: str | None = None) -> Path
         raise ModelUnavailableError(f"the Hub has no accessible repository {repo_id}: {type(exc).__name__}") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        advice = _how_to_download(False) if downloading else _how_to_get(name or repo_id)
         raise ModelUnavailableError(
             f"{repo_id} is not in the Hugging Face cache ({cache_dir()}) and the Hub could not be reached "
-            f"({reason}). {_how_to_get(name or repo_id)}"
+            f"({reason}). {advice}"
         ) from None
 
 
@@ -94,7 +112,7 @@ def is_cached(repo_id: str) -> bool:
         return False
 
 
-def resolve(name_or_path: str | os.PathLike) -> Resolved:
+def resolve(name_or_path: str | os.PathLike, *, downloading: bool = False) -> Resolved:
     """Turn a short name, a Hub id or a folder into a folder holding config.json and weights."""
     text = str(name_or_path)
     path = Path(text).expanduser()
@@ -109,9 +127,9 @@ def resolve(name_or_path: str | os.PathLike) -> Resolved:
             )
         return Resolved(info.name, info.path, info)
     if info is not None:
-        return Resolved(info.name, fetch(info.repo_id, WEIGHT_FILES, name=info.name), info)
+        return Resolved(info.name, fetch(info.repo_id, WEIGHT_FILES, name=info.name, downloading=downloading), info)
     if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/", "~")):
-        return Resolved(text, fetch(text, WEIGHT_FILES), None)
+        return Resolved(text, fetch(text, WEIGHT_FILES, downloading=downloading), None)
     known = ", ".join(registry.MODELS)
     raise UnknownModelError(
         f"{text!r} is not a known model name ({known}), a Hugging Face Hub id (owner/name), "
@@ -119,16 +137,16 @@ def resolve(name_or_path: str | os.PathLike) -> Resolved:
     )
 
 
-def tokenizer_dir(resolved: Resolved) -> Path:
+def tokenizer_dir(resolved: Resolved, *, downloading: bool = False) -> Path:
     """The registry's tokenizer for a named model; else the folder's own, else klue/roberta-large's."""
     info = resolved.info
     if info is not None and info.tokenizer is not None:
-        return fetch(info.tokenizer, TOKENIZER_FILES, name=resolved.name)
+        return fetch(info.tokenizer, TOKENIZER_FILES, name=resolved.name, downloading=downloading)
     if any((resolved.directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
         return resolved.directory
     if info is not None:  # a bundled model must ship its tokenizer
         raise ModelUnavailableError(f"{resolved.directory} has no tokenizer.json or vocab.txt")
-    return fetch(registry.KLUE_TOKENIZER, TOKENIZER_FILES, name=resolved.name)
+    return fetch(registry.KLUE_TOKENIZER, TOKENIZER_FILES, name=resolved.name, downloading=downloading)
 
 
 def download(name: str) -> list[Path]:
@@ -136,5 +154,5 @@ def download(name: str) -> list[Path]:
     info = registry.lookup(name)
     if info is not None and info.path is not None:
         return [resolve(name).directory]
-    resolved = resolve(name)
-    return [resolved.directory, tokenizer_dir(resolved)]
+    resolved = resolve(name, downloading=True)
+    return [resolved.directory, tokenizer_dir(resolved, downloading=True)]

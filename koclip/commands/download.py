@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from koclip import hub, registry
+from koclip import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from koclip import hub
+
     for path in hub.download(args.name):
         print(path)
     print(f"{args.name} is ready; koclip.load({args.name!r}) now works offline (HF_HUB_OFFLINE=1).")

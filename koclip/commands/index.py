@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from koclip.commands import int_at_least
+from koclip.commands import check_dataset, check_folder, check_model, int_at_least, refuse_unused
+from koclip.errors import GalleryError, InvalidInputError
+from koclip.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
 from koclip.scenes import MIN_SIZE
+
+# Options that count only with one kind of SOURCE, with their defaults.
+DATASET_OPTIONS = {"split": "train", "image_column": "image", "caption_column": None}
+SCENE_OPTIONS = {"n": 1000, "seed": 0, "size": 64}
+RAY_OPTIONS = {"workers": 1}
 
 DETAILS = """\
 SOURCE is one of:
@@ -32,8 +39,6 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from koclip.gallery import ANN_THRESHOLD, DTYPES
-
     positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
@@ -48,24 +53,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process; ray: a Ray Data pipeline (needs requirements-ray.txt)")
-    parser.add_argument("--workers", type=positive, default=1, metavar="N", help="model actors for --engine ray (default: 1)")
+    parser.add_argument("--workers", type=positive, default=RAY_OPTIONS["workers"], metavar="N",
+                        help="model actors for --engine ray (default: %(default)s)")
     data = parser.add_argument_group("datasets")
     data.add_argument("--dataset", action="store_true", help="SOURCE is a dataset name or folder")
-    data.add_argument("--split", default="train", help="dataset split (default: train)")
-    data.add_argument("--image-column", default="image", help="column holding images (default: image)")
-    data.add_argument("--caption-column", help="column holding captions to keep in the metadata")
+    data.add_argument("--split", default=DATASET_OPTIONS["split"], help="dataset split (default: %(default)s)")
+    data.add_argument("--image-column", default=DATASET_OPTIONS["image_column"],
+                      help="column holding images (default: %(default)s)")
+    data.add_argument("--caption-column", default=DATASET_OPTIONS["caption_column"],
+                      help="column holding captions to keep in the metadata")
     generated = parser.add_argument_group("generated scenes (SOURCE = scenes)")
-    generated.add_argument("--n", type=positive, default=1000, help="number of scenes (default: 1000)")
-    generated.add_argument("--seed", type=int_at_least(0), default=0, help="scene stream (default: 0)")
-    generated.add_argument("--size", type=int_at_least(MIN_SIZE), default=64, help="image side in pixels (default: 64)")
+    generated.add_argument("--n", type=positive, default=SCENE_OPTIONS["n"],
+                           help="number of scenes (default: %(default)s)")
+    generated.add_argument("--seed", type=int_at_least(0), default=SCENE_OPTIONS["seed"],
+                           help="scene stream (default: %(default)s)")
+    generated.add_argument("--size", type=int_at_least(MIN_SIZE), default=SCENE_OPTIONS["size"],
+                           help="image side in pixels (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:
+    scenes = args.source == "scenes" and not args.dataset
+    if not args.dataset:
+        refuse_unused(args, DATASET_OPTIONS, "--dataset")
+    if not scenes:
+        refuse_unused(args, SCENE_OPTIONS, "SOURCE scenes")
+    if args.engine != "ray":
+        refuse_unused(args, RAY_OPTIONS, "--engine ray")
+    if args.dataset:
+        check_dataset(args.source, "SOURCE")
+    elif args.source not in ("scenes", "samples"):
+        check_folder(Path(args.source), "SOURCE")
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidInputError(f"--out {args.out} is a file; give a folder for the gallery")
+    if (args.out / MANIFEST).is_file() and not args.overwrite:
+        raise GalleryError(f"--out {args.out} already holds a gallery; pass --overwrite to replace it, "
+                           "or choose another --out")
+    check_model(args.model)
+
     from koclip import indexing
 
     if args.dataset:
         source = indexing.DatasetSource(args.source, args.split, args.image_column, args.caption_column)
-    elif args.source == "scenes":
+    elif scenes:
         source = indexing.SceneSource(args.n, args.seed, args.size)
     elif args.source == "samples":
         from koclip.samples import SampleSource

@@ -8,8 +8,10 @@ from functools import partial
 from pathlib import Path
 
 from koclip import scenes
-from koclip.commands import int_at_least
+from koclip.commands import int_at_least, refuse_unused
 from koclip.errors import KoCLIPError
+
+COMPOSITE_OPTIONS = {"grid": 3}  # options that count only with --composite, with their defaults
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -61,12 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--composite", action="store_true", help="write GRID x GRID boards instead of single scenes"
     )
     parser.add_argument(
-        "--grid", type=int_at_least(1, scenes.MAX_GRID), default=3,
-        help="cells per side of a composite board (default: 3)",
+        "--grid", type=int_at_least(1, scenes.MAX_GRID), default=COMPOSITE_OPTIONS["grid"],
+        help="cells per side of a composite board (default: %(default)s)",
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.composite:
+        refuse_unused(args, COMPOSITE_OPTIONS, "--composite")
     from tqdm import tqdm
 
     # Refuse a used directory: stale PNGs from an earlier run would lack metadata lines.

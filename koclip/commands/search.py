@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from koclip.commands import int_at_least, terminal_safe
+from koclip.commands import check_file, check_model, check_query, int_at_least, terminal_safe
+from koclip.errors import InvalidInputError
 
 DETAILS = """\
 The query is encoded with the gallery's model (from its manifest) unless --model names
@@ -32,21 +33,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
+def listed(words: list[str], limit: int = 8) -> str:
+    shown = ", ".join(f"“{word[:30]}”" for word in words[:limit])
+    return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
+
+
+def check_words(model, query: str) -> None:
+    """Refuse a query the model cannot read a word of (its ranking would mean nothing); warn of
+    the words it cannot read in a query it partly reads."""
+    unknown = model.unknown_words(query)
+    vocabulary = model.info.vocabulary if model.info is not None else None
+    hint = f"; {model.name} knows {vocabulary}" if vocabulary else ""
+    if unknown and not model.can_read(query):
+        raise InvalidInputError(
+            f"{model.name} knows none of the words in the query ({listed(unknown)}), so it has no answer{hint}"
+        )
+    if unknown:
+        print(terminal_safe(f"warning: {model.name} does not know {listed(unknown)}; that part of the query "
+                            f"is ignored{hint}"), file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     from koclip import gallery
-    from koclip.api import load
-    from koclip.errors import InvalidInputError
 
     if (args.query is None) == (args.image is None):
         raise InvalidInputError("give either a QUERY text or --image FILE, not both or neither")
-    collection = gallery.Gallery.open(args.gallery)
-    model = load(args.model or gallery.model_reference(collection.manifest))
+    image = None
     if args.image is not None:
-        hits = gallery.search_image(model, collection, args.image, args.top_k)
+        from koclip.images import open_image
+
+        check_file(args.image, "--image")
+        image = open_image(args.image)
+    else:
+        check_query(args.query)
+    collection = gallery.Gallery.open(args.gallery)
+    model_name = args.model or gallery.model_reference(collection.manifest)
+    check_model(model_name)
+
+    from koclip.api import load
+
+    model = load(model_name)
+    if image is not None:
+        hits = gallery.search_image(model, collection, image, args.top_k)
     else:
         if model.is_truncated(args.query):
             print(f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
                   "only its beginning is used", file=sys.stderr)
+        check_words(model, args.query)
         hits = gallery.search(model, collection, args.query, args.top_k)
     results = [
         {"rank": rank, "index": hit.index, "score": round(hit.score, 6), **collection.item(hit.index)}

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import ast
+import functools
+import importlib.util
 import time
+from pathlib import Path
+from typing import Any
 
-from koclip.train import TrainConfig
+from koclip.commands import check_dataset, float_above, float_at_least, int_at_least, refuse_unused
+from koclip.errors import InvalidInputError
+from koclip.scenes import MIN_SIZE
 
 HELPS = {
     "out": "folder to write the model to (koclip's format: koclip.load reads it); overwritten atomically at each save",
@@ -35,25 +41,76 @@ HELPS = {
 }
 
 
+TOWERS = ("mini", "micro", "pretrained")
+# The values each numeric option accepts; anything else fails in the middle of a run, if at all.
+TYPES = {
+    "scenes": int_at_least(1),
+    "image_size": int_at_least(MIN_SIZE),
+    "steps": int_at_least(1),
+    "batch_size": int_at_least(2),  # a batch of one pair holds no negatives to contrast with
+    "learning_rate": float_above(0),
+    "warmup_steps": int_at_least(0),
+    "weight_decay": float_at_least(0),
+    "text_length": int_at_least(3),  # the two special tokens and at least one piece of the caption
+    "label_weight": float_at_least(0),
+    "eval_every": int_at_least(1),
+    "save_every": int_at_least(1),
+    "seed": int_at_least(0),
+}
+SCENE_OPTIONS = ("scenes", "label_weight", "eval_every")  # count only with --data scenes
+DATASET_OPTIONS = ("split", "image_column", "text_column")  # count only with a dataset
+
+
+@functools.cache
+def config_fields() -> dict[str, tuple[str, Any]]:
+    """TrainConfig's fields as {name: (type, default)}, read from the source of koclip/train.py:
+    importing that module loads JAX, optax and transformers, seconds that --help and the argument
+    checks need not wait for."""
+    source = Path(importlib.util.find_spec("koclip.train").origin).read_text(encoding="utf-8")
+    config = next(node for node in ast.parse(source).body
+                  if isinstance(node, ast.ClassDef) and node.name == "TrainConfig")
+    return {
+        node.target.id: (ast.unparse(node.annotation), ast.literal_eval(node.value))
+        for node in config.body if isinstance(node, ast.AnnAssign)
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
         "The shipped koclip-mini was trained with: python -m koclip train --out koclip/assets/koclip-mini "
         "(the defaults). Data on the Hub needs internet; generated scenes do not."
     )
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
-            parser.add_argument(flag, action="store_true", help=HELPS[field.name])
+    for name, (kind, default) in config_fields().items():
+        flag = "--" + name.replace("_", "-")
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", help=HELPS[name])
         else:
-            kind = {"int": int, "float": float, "str": str}[str(field.type)]
-            parser.add_argument(flag, type=kind, default=field.default, help=HELPS[field.name])
+            parser.add_argument(flag, type=TYPES.get(name, str), default=default, help=HELPS[name],
+                                choices=TOWERS if name == "towers" else None)
 
 
 def main(args: argparse.Namespace) -> int:
-    from koclip.train import train
+    defaults = {name: default for name, (_, default) in config_fields().items()}
+    if args.data == "scenes":
+        refuse_unused(args, {name: defaults[name] for name in DATASET_OPTIONS}, "--data DATASET")
+        # Each batch of swapped pairs (koclip.train.SceneData) takes half its images from the
+        # scenes // 4 pairs, the rest from the scenes, all distinct.
+        if args.batch_size > args.scenes // 2:
+            raise InvalidInputError(
+                f"--batch-size {args.batch_size} needs --scenes {2 * args.batch_size} or more (got {args.scenes}): "
+                "a batch holds distinct scenes and swapped pairs"
+            )
+    else:
+        refuse_unused(args, {name: defaults[name] for name in SCENE_OPTIONS}, "--data scenes")
+        check_dataset(args.data, "--data")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out} is a file; give a folder to write the model to")
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    from koclip.train import TrainConfig, train
+
+    config = TrainConfig(**{name: getattr(args, name) for name in defaults})
     began = time.perf_counter()
     out = train(config)
     print(f"model saved to {out} after {(time.perf_counter() - began) / 60:.1f} minutes")
