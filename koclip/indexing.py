@@ -13,13 +13,14 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -40,6 +41,14 @@ ENGINES = ("local", "ray")
 
 Key = str | int  # a path relative to the folder, or a row / scene number
 
+# A folder's captions, in Hugging Face imagefolder's layout: metadata.jsonl at its top, one JSON
+# object per line, with the image's path (relative to the folder) in `file_name`; its caption is
+# the first of CAPTION_COLUMNS the object has.
+FOLDER_METADATA = "metadata.jsonl"
+CAPTION_COLUMNS = ("caption_ko", "text", "caption")
+MAX_METADATA_BYTES = 256 << 20  # a larger file is not read: the folder is indexed without captions
+MAX_METADATA_LINE = 1 << 20
+
 
 class Source(Protocol):
     def describe(self) -> dict[str, Any]: ...
@@ -51,12 +60,66 @@ class Source(Protocol):
         ...
 
 
+def _damaged(path: Path, line: int, reason: str) -> KoCLIPError:
+    return KoCLIPError(f"{path} line {line} {reason}; correct it, or move the file away to index the images "
+                       "without captions")
+
+
+def read_captions(path: Path) -> dict[str, str]:
+    """Captions by image path ('/'-separated, relative to the folder) from an imagefolder metadata.jsonl.
+
+    Only JSON is parsed. A file over MAX_METADATA_BYTES is not read (a warning says so); a line
+    that is not a JSON object with a text `file_name` and a text (or null) caption is refused.
+    """
+    try:
+        size = path.stat().st_size
+        if size > MAX_METADATA_BYTES:
+            print(f"warning: {path} is {size / 2**20:.0f} MiB, more than the {MAX_METADATA_BYTES >> 20} MiB read "
+                  "for captions; indexing without captions", file=sys.stderr)
+            return {}
+        with path.open("rb") as f:
+            return _parse_captions(path, iter(lambda: f.readline(MAX_METADATA_LINE + 1), b""))
+    except OSError as exc:
+        raise KoCLIPError(f"{path} could not be read ({exc}); move it away to index the images without captions") from None
+
+
+def _parse_captions(path: Path, lines: Iterable[bytes]) -> dict[str, str]:
+    captions: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if len(line) > MAX_METADATA_LINE:
+            raise _damaged(path, number, f"is longer than {MAX_METADATA_LINE >> 20} MiB")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _damaged(path, number, f"is not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
+            raise _damaged(path, number, "is not a JSON object with a file_name")
+        column = next((c for c in CAPTION_COLUMNS if row.get(c) is not None), None)
+        if column is None:
+            continue
+        if not isinstance(row[column], str):
+            raise _damaged(path, number, f"has a {column} that is not text")
+        captions[posixpath.normpath(row["file_name"])] = row[column]
+    return captions
+
+
 @dataclass(frozen=True)
 class FolderSource:
     root: Path
 
+    @functools.cached_property
+    def captions(self) -> dict[str, str]:
+        metadata = self.root / FOLDER_METADATA
+        return read_captions(metadata) if metadata.is_file() else {}
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": "folder", "path": str(self.root.resolve())}
+        description = {"kind": "folder", "path": str(self.root.resolve())}
+        if self.captions:  # their digest: a resumed run whose captions changed starts over
+            text = json.dumps(sorted(self.captions.items()), ensure_ascii=False)
+            description["captions"] = f"{FOLDER_METADATA} sha256:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        return description
 
     def keys(self) -> list[Key]:
         if not self.root.is_dir():
@@ -68,7 +131,8 @@ class FolderSource:
         )
 
     def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
-        return self.root / str(key), {}
+        caption = self.captions.get(str(key))
+        return self.root / str(key), {} if caption is None else {"caption": caption}
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,6 @@ _MAX_OVERLAP = 0.1  # of the smaller box; below 0.25 no object can cover another
 _SINGLE_SHARE = 0.4
 
 _NUMBERS = ("한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉")
-_EN_NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _EN_WHERE = {
     "왼쪽": "on the left",
     "오른쪽": "on the right",
@@ -338,15 +337,8 @@ def _main_caption(objects: list[dict[str, Any]]) -> tuple[str, Query, str]:
             Query((ObjectSpec(s, c, z, p),)),
             f"a {en['size']} {en['color']} {en['shape']} {_EN_WHERE[p]}",
         )
-    n = len(objects)
-    if all((o["shape"], o["color"]) == (s, c) for o in objects):
-        return (
-            f"{c} {s} {_NUMBERS[n - 1]} 개가 있다",
-            Query((ObjectSpec(shape=s, color=c),), n),
-            f"{_EN_NUMBERS[n - 1]} {en['color']} {en['shape']}s",
-        )
-    # Objects alike in size, colour and shape are named once: this sentence claims no counts.
-    specs = tuple(dict.fromkeys(ObjectSpec(o["shape"], o["color"], o["size"]) for o in objects))
+    # No two objects share colour and shape, so each phrase names exactly one object.
+    specs = tuple(ObjectSpec(o["shape"], o["color"], o["size"]) for o in objects)
     ko = [f"{q.size} {q.color} {q.shape}" for q in specs]
     english = [f"a {ENGLISH[q.size]} {ENGLISH[q.color]} {ENGLISH[q.shape]}" for q in specs]
     listed = ", ".join(ko[:-2] + [_and(ko[-2])])
@@ -394,9 +386,13 @@ def _finish(
 
 
 def _random_pairs(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
-    return [
-        (SHAPES[rng.integers(len(SHAPES))], COLORS[rng.integers(len(COLORS))]) for _ in range(n)
-    ]
+    """`n` distinct (shape, colour) pairs: a caption that names a pair then names one object."""
+    pairs: list[tuple[str, str]] = []
+    while len(pairs) < n:  # a pair already drawn is drawn again
+        pair = (SHAPES[rng.integers(len(SHAPES))], COLORS[rng.integers(len(COLORS))])
+        if pair not in pairs:
+            pairs.append(pair)
+    return pairs
 
 
 # Each generator draws from its own random streams, so one never changes another's output.
@@ -410,7 +406,8 @@ def _stream(kind: int, seed: int, index: int) -> np.random.Generator:
 
 
 def scene(seed: int, index: int, size: int = 64, max_objects: int = 3) -> Scene:
-    """Scene `index` of the stream `seed`: 1 to `max_objects` shapes on a size x size image."""
+    """Scene `index` of the stream `seed`: 1 to `max_objects` shapes on a size x size image,
+    no two of them alike in both colour and shape."""
     _check("size", size, MIN_SIZE)
     _check("max_objects", max_objects, 1, MAX_OBJECTS)
     rng = _stream(_SCENE, seed, index)

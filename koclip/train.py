@@ -38,6 +38,11 @@ from koclip.tokenizer import train_wordpiece
 from transformers import RobertaConfig
 
 TRAIN_STATE = "train_state.msgpack"
+# The training curve, saved with the model: one JSON object per line, every LOG_EVERY steps and at
+# each evaluation: the step, the mean of each loss term since the previous line, the seconds spent
+# training so far and, on scenes, zero-shot accuracy. Loading a model reads no such file.
+TRAINING_LOG = "training_log.jsonl"
+LOG_EVERY = 50
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
@@ -249,9 +254,13 @@ def _optimizer(cfg: TrainConfig):
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)), schedule
 
 
-def _save(cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, processor, step: int, rng_state: dict) -> None:
-    """A loadable model; until the last step, also the optimizer state that `--resume` needs."""
-    extra = {}
+def _save(
+    cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, processor, step: int, rng_state: dict,
+    log: list[str],
+) -> None:
+    """A loadable model with its training log; until the last step, also the optimizer state that
+    `--resume` needs. The log is saved with the weights, so it always ends at the saved step."""
+    extra = {TRAINING_LOG: "".join(line + "\n" for line in log).encode()}
     if step < cfg.steps:
         extra[TRAIN_STATE] = serialization.msgpack_serialize(
             {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step,
@@ -266,6 +275,18 @@ def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np
         if text not in cache:
             cache[text] = tokenizer(text, truncation=True, max_length=length)["input_ids"]
     return pad_token_ids([cache[text] for text in texts], length, tokenizer.pad_token_id)
+
+
+def _read_log(out: Path) -> tuple[list[str], float]:
+    """The lines of a saved training log, and the training seconds its last line reports."""
+    path = out / TRAINING_LOG
+    if not path.is_file():
+        return [], 0.0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        return lines, float(json.loads(lines[-1])["seconds"]) if lines else 0.0
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KoCLIPError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete it to resume without it") from None
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -313,45 +334,49 @@ def train(cfg: TrainConfig) -> Path:
             text, image, scale = module.apply(
                 {"params": p}, ids, mask, pixels, deterministic=deterministic, rngs={"dropout": key}
             )
-            loss = contrastive_loss(text, image, scale, positives)
+            terms = {"contrastive": contrastive_loss(text, image, scale, positives)}
+            loss = terms["contrastive"]
             if labels is not None and cfg.label_weight:
                 image_labels, text_labels = labels
-                loss += cfg.label_weight * (
-                    label_loss(image, image_labels, directions) + label_loss(text, text_labels, directions)
-                ) / 2
-            return loss
+                terms["label"] = (label_loss(image, image_labels, directions) + label_loss(text, text_labels, directions)) / 2
+                loss += cfg.label_weight * terms["label"]
+            return loss, terms
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, {"loss": loss, **terms}
 
     probe = KoCLIP("training", config, FlaxBackend(config, params), tokenizer, processor)
     eval_singles = evaluate.single_objects(200, cfg.seed + 7_919, cfg.image_size) if cfg.data == "scenes" else None
     cache: dict = {}
-    log = out.parent / f"{out.name}.log.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log, seconds_before = _read_log(out) if resuming else ([], 0.0)
+    window = []  # the loss terms of every step since the last log line, left on the device until logged
     key = jax.random.PRNGKey(cfg.seed)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="training", unit="step")
     began = time.perf_counter()
     for step in bar:
         texts, pixels, positives, labels = data.batch(rng, cfg.batch_size, step)
         ids, mask = _pad_text(tokenizer, texts, cfg.text_length, cache)
-        params, opt_state, loss = step_fn(
+        params, opt_state, terms = step_fn(
             params, opt_state, ids, mask, pixels, positives.astype(np.float32), labels, jax.random.fold_in(key, step)
         )
+        window.append(terms)
         done = step + 1
         if done % 10 == 0 or done == cfg.steps:
             rate = (done - start) * cfg.batch_size / (time.perf_counter() - began)
-            bar.set_postfix(loss=f"{float(loss):.3f}", img_s=f"{rate:.0f}", lr=f"{float(schedule(step)):.1e}")
-        record = None
-        if eval_singles is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
-            probe.backend.params = params
-            record = {"step": done, "loss": float(loss), "minutes": (time.perf_counter() - began) / 60,
-                      **evaluate.zero_shot_on_scenes(probe, eval_singles)}
-            bar.write(json.dumps(record, ensure_ascii=False))
-            with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            bar.set_postfix(loss=f"{float(terms['loss']):.3f}", img_s=f"{rate:.0f}", lr=f"{float(schedule(step)):.1e}")
+        evaluating = eval_singles is not None and (done % cfg.eval_every == 0 or done == cfg.steps)
+        if evaluating or done % LOG_EVERY == 0 or done == cfg.steps:
+            window = jax.device_get(window)
+            record = {"step": done, **{name: round(float(np.mean([w[name] for w in window])), 5) for name in window[0]},
+                      "seconds": round(seconds_before + time.perf_counter() - began, 1)}
+            window = []
+            if evaluating:
+                probe.backend.params = params
+                record.update(evaluate.zero_shot_on_scenes(probe, eval_singles))
+                bar.write(json.dumps(record, ensure_ascii=False))
+            log.append(json.dumps(record, ensure_ascii=False))
         if done % cfg.save_every == 0 or done == cfg.steps:
-            _save(cfg, config, params, opt_state, tokenizer, processor, done, rng.bit_generator.state)
+            _save(cfg, config, params, opt_state, tokenizer, processor, done, rng.bit_generator.state, log)
     bar.close()
     return out

@@ -141,7 +141,8 @@ def page_expectation(case: dict, mini) -> str:
 def test_pages_take_every_query(monkeypatch, mini, page, key, case):
     at = page_app(monkeypatch, page)
     at.text_input(key=key).input(corpus.text(case["text"])).run()
-    answered = any(c.value.startswith(("“", "koclip-mini")) for c in at.caption) and bool(at.get("image"))
+    ranked = any(c.value.startswith("“") for c in at.caption) and bool(at.get("image"))  # Text → Image
+    answered = ranked or any(m.value.startswith("Best patch for") for m in at.markdown)  # Text → Patch
     assert page_outcome(at, answered) == page_expectation(case, mini)
 
 

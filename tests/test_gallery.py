@@ -203,14 +203,14 @@ def test_index_and_search_commands_with_an_approximate_index(model_dir, tmp_path
     assert gallery.list_galleries(out.parent, "koclip-base") == []
     capsys.readouterr()
 
-    assert cli(["search", "노란 별", "--gallery", str(out), "--top-k", "5", "--json"]) == 0
+    assert cli(["search", "빨간 원", "--gallery", str(out), "--top-k", "5", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in printed["results"]] == [1, 2, 3, 4, 5]
     assert all(r["caption"] == scenes.scene(0, r["source"], size=32).captions_ko[0] for r in printed["results"])
     scores = [r["score"] for r in printed["results"]]
     assert scores == sorted(scores, reverse=True)
 
-    assert cli(["search", "노란 별 " * 2000, "--gallery", str(out)]) == 0
+    assert cli(["search", "빨간 원 " * 2000, "--gallery", str(out)]) == 0
     captured = capsys.readouterr()
     assert "only its beginning is used" in captured.err and captured.out.count("\n") == 11
     assert cli(["search", "", "--gallery", str(out)]) == 2
@@ -249,3 +249,64 @@ def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(KoCLIPError, match="pip install -r requirements-ray.txt"):
         ray_engine._import_ray()
+
+
+def test_a_folder_of_generated_scenes_is_indexed_with_its_captions(model_dir, tmp_path, capsys):
+    folder, out = tmp_path / "scenes", tmp_path / "g"
+    assert cli(["scenes", "--n", "6", "--size", "32", "--seed", "4", "--out", str(folder)]) == 0
+    assert cli(["index", str(folder), "--model", str(model_dir), "--out", str(out)]) == 0
+    opened = gallery.Gallery.open(out)
+    assert opened.manifest["source"]["captions"].startswith("metadata.jsonl sha256:")
+    for i in range(6):
+        row = opened.item(i)
+        assert row["source"] == f"{i:06d}.png" and row["caption"] == scenes.scene(4, i, size=32).captions_ko[0]
+    capsys.readouterr()
+    assert cli(["search", "빨간 원", "--gallery", str(out), "--top-k", "6", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["results"]
+    assert {r["caption"] for r in printed} == {scenes.scene(4, i, size=32).captions_ko[0] for i in range(6)}
+
+
+def test_folder_captions_follow_the_imagefolder_columns(tmp_path):
+    rows = [{"file_name": "./a.png", "text": "텍스트", "caption": "캡션"},
+            {"file_name": "sub/b.png", "caption_ko": "한국어", "text": "텍스트"},
+            {"file_name": "c.png", "caption": "캡션"},
+            {"file_name": "d.png", "caption_ko": None, "score": 3},
+            {"file_name": "e.png", "caption_ko": None, "caption": "다른 캡션"}]
+    (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    source = indexing.FolderSource(tmp_path)
+    assert source.captions == {"a.png": "텍스트", "sub/b.png": "한국어", "c.png": "캡션", "e.png": "다른 캡션"}
+    assert source.read("sub/b.png") == (tmp_path / "sub/b.png", {"caption": "한국어"})
+    assert source.read("d.png") == (tmp_path / "d.png", {})
+    assert indexing.FolderSource(tmp_path / "sub").captions == {}  # no metadata.jsonl there
+
+
+@pytest.mark.parametrize("damage, line", [
+    (b'{"file_name": "img01.png", "text": "ok"}\n{"file_name": "img02.png", "text": \n', 2),
+    (b'{"file_name": "img01.png", "text": "\xff\xfe"}\n', 1),
+    (b'["img01.png", "caption"]\n', 1),
+    (b'{"text": "no file name"}\n', 1),
+    (b'{"file_name": "img01.png", "caption_ko": ["a", "list"]}\n', 1),
+    (b"[" * 200_000 + b"\n", 1),  # nested deeper than the JSON parser recurses
+    (b'{"file_name": "img01.png", "text": "' + b"x" * (2 << 20) + b'"}\n', 1),  # one line over the limit
+])
+def test_damaged_folder_metadata_is_refused_before_any_work(photos, model_dir, tmp_path, capsys, damage, line):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "metadata.jsonl").write_bytes(damage)
+    out = tmp_path / "g"
+    assert cli(["index", str(folder), "--model", str(model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder / 'metadata.jsonl'} line {line} ") and "move the file away" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_oversized_folder_metadata_is_ignored_with_a_warning(photos, model_dir, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "metadata.jsonl").write_text('{"file_name": "img01.png", "text": "빨간 원"}\n' * 20)
+    monkeypatch.setattr(indexing, "MAX_METADATA_BYTES", 500)
+    assert cli(["index", str(folder), "--model", str(model_dir), "--out", str(tmp_path / "g")]) == 0
+    assert "warning:" in capsys.readouterr().err
+    opened = gallery.Gallery.open(tmp_path / "g")
+    assert len(opened) == 12 and not any("caption" in opened.item(i) for i in range(12))
+    assert "captions" not in opened.manifest["source"]

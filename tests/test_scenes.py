@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -175,3 +176,107 @@ def test_cli_help_and_run(tmp_path, capsys) -> None:
     assert cli(["scenes", "--composite", "--grid", "2", "--n", "2", "--out", str(out)]) == 0
     assert (out / "metadata.jsonl").read_text(encoding="utf-8").count("\n") == 2
     assert cli(["scenes", "--n", "1", "--out", str(out)]) == 2  # refuses a used directory
+
+
+# ------------------------------------------------------------- captions read back from their text
+
+_WORDS = {**{w: "shape" for w in S.SHAPES}, **{w: "color" for w in S.COLORS}, **{w: "size" for w in S.SIZES}}
+
+
+def _phrase(words: list[str]) -> dict[str, str]:
+    """The fields one noun phrase names, e.g. ["큰", "빨간", "원"]; "것" stands for any shape."""
+    fields: dict[str, str] = {}
+    for word in words:
+        if word != "것":
+            assert word in _WORDS and _WORDS[word] not in fields, words
+            fields[_WORDS[word]] = word
+    assert words[-1] in S.SHAPES or (words[-1] == "것" and "color" in fields), words
+    return fields
+
+
+def read_caption(caption: str) -> tuple[list[dict[str, str]], int | None]:
+    """What a caption says, read from its words alone: one dict of fields per object it names,
+    and the count it states, if any."""
+    text = caption
+    if text.startswith("이것은 ") and text.endswith(" 이다."):
+        text = text[len("이것은 ") : -len(" 이다.")]
+    position = None
+    if (m := re.match(r"(\S+)에 (있는 )?", text)) and m.group(1) in S.POSITIONS:
+        position, text = m.group(1), text[m.end() :]
+    text = text.removesuffix(" 있다")
+    count = None
+    if m := re.search(r" (\S+) 개(가)?$", text):
+        count, text = NUMBER_WORDS[m.group(1)], text[: m.start()]
+    phrases = []
+    for part in re.split(r", |(?<=[과와]) ", text):  # "A, B과 C": a list of phrases
+        words = part.split()
+        last = words[-1]
+        if last not in _WORDS and last != "것":  # a particle: 이/가 after the subject, 과/와 in a list
+            assert last[-1] in "이가과와" and last[:-1] in (*_WORDS, "것"), caption
+            words[-1] = last[:-1]
+        phrases.append(_phrase(words))
+    if position:
+        assert len(phrases) == 1, caption
+        phrases[0]["position"] = position
+    assert count is None or len(phrases) == 1, caption
+    return phrases, count
+
+
+def fits(fields: dict[str, str], obj: dict) -> bool:
+    return all(obj[key] == value for key, value in fields.items())
+
+
+def check_captions(scene: S.Scene) -> None:
+    """Every caption agrees with the objects, and its query claims exactly what its words say."""
+    pairs = Counter((o["color"], o["shape"]) for o in scene.objects)
+    for caption, query in zip(scene.captions_ko, scene.queries, strict=True):
+        phrases, count = read_caption(caption)
+        assert query == S.Query(tuple(S.ObjectSpec(**p) for p in phrases), count), (caption, query)
+        if count is not None:
+            assert sum(fits(phrases[0], o) for o in scene.objects) == count, (caption, scene.objects)
+        for phrase in phrases:
+            assert any(fits(phrase, o) for o in scene.objects), (caption, scene.objects)
+        if count is None:
+            # A colour+shape pair named without a number is named once per object that has it.
+            mentioned = Counter((p["color"], p["shape"]) for p in phrases if {"color", "shape"} <= set(p))
+            for pair, times in mentioned.items():
+                assert pairs[pair] == times, (caption, scene.objects)
+        assert S.matches(query, scene.objects), (caption, scene.objects)
+
+
+def test_read_caption_understands_every_form() -> None:
+    assert read_caption("왼쪽에 큰 빨간 원이 있다") == (
+        [{"size": "큰", "color": "빨간", "shape": "원", "position": "왼쪽"}], None)
+    assert read_caption("오른쪽에 있는 파란 하트") == (
+        [{"color": "파란", "shape": "하트", "position": "오른쪽"}], None)
+    assert read_caption("큰 노란 사각형, 작은 파란 별과 작은 노란 사각형이 있다") == (
+        [{"size": "큰", "color": "노란", "shape": "사각형"}, {"size": "작은", "color": "파란", "shape": "별"},
+         {"size": "작은", "color": "노란", "shape": "사각형"}], None)
+    assert read_caption("초록 것 세 개가 있다") == ([{"color": "초록"}], 3)
+    assert read_caption("별 두 개") == ([{"shape": "별"}], 2)
+    assert read_caption("이것은 흰 것 이다.") == ([{"color": "흰"}], None)
+    assert read_caption("하트가 있다") == ([{"shape": "하트"}], None)
+    with pytest.raises(AssertionError):
+        read_caption("빨간 고양이가 있다")
+    two_red_circles = [
+        {"shape": "원", "color": "빨간", "size": "큰", "position": "왼쪽"},
+        {"shape": "원", "color": "빨간", "size": "큰", "position": "오른쪽"},
+    ]
+    for caption, query in (
+        ("큰 빨간 원이 있다", S.Query((S.ObjectSpec(shape="원", color="빨간", size="큰"),))),
+        ("빨간 원 한 개가 있다", S.Query((S.ObjectSpec(shape="원", color="빨간"),), 1)),
+    ):
+        with pytest.raises(AssertionError):  # names one red circle where there are two
+            check_captions(S.Scene(None, two_red_circles, [caption], [query], ""))
+
+
+def test_every_caption_of_ten_thousand_scenes_agrees_with_its_objects() -> None:
+    for i in range(10_000):
+        check_captions(S.scene(0, i))
+    for i in range(300):
+        for half in S.swapped_pair(0, i):
+            check_captions(half)
+    for index in range(30):
+        board = S.composite(0, index=index)
+        assert len({(o["color"], o["shape"]) for o in board.objects}) == len(board.objects)
+        check_captions(board)

@@ -38,6 +38,17 @@ def test_eval_command_reports_every_scene_measure(trained, capsys):
     assert 0 <= report["binding"] <= 1 and report["retrieval"]["text_to_image"]["R@10"] > 0
 
 
+def test_the_model_folder_keeps_its_training_curve(trained):
+    records = [json.loads(line) for line in (trained / train.TRAINING_LOG).read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [50, 100, 150]
+    losses = [r["loss"] for r in records]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < 0.8 * losses[0], losses
+    for r in records:
+        assert r["loss"] == pytest.approx(r["contrastive"] + train.TrainConfig.label_weight * r["label"], abs=1e-4)
+    assert 0 < records[0]["seconds"] < records[1]["seconds"] < records[2]["seconds"]
+    assert records[-1]["color"] > 0.3  # the final step is also evaluated
+
+
 def test_the_final_checkpoint_is_a_model_without_optimizer_state(trained):
     assert not (trained / train.TRAIN_STATE).exists()
     assert koclip.load(trained, backend="torch").encode_text(["빨간 원"]).shape == (1, 64)
@@ -70,7 +81,7 @@ def test_the_label_loss_rewards_the_right_directions():
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    quick = {**QUICK, "scenes": 200, "steps": 8, "save_every": 4, "batch_size": 16}
+    quick = {**QUICK, "scenes": 200, "steps": 8, "save_every": 4, "batch_size": 16, "eval_every": 2}
     whole = tmp_path / "whole"
     train.train(train.TrainConfig(out=str(whole), **quick))
 
@@ -90,3 +101,8 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
 
     texts = ["빨간 원", "이것은 별 이다."]
     np.testing.assert_allclose(koclip.load(whole).encode_text(texts), koclip.load(part).encode_text(texts), atol=1e-5)
+    # The log restarts from the one saved with the checkpoint: every step once, the same losses.
+    logs = [[json.loads(line) for line in (run / train.TRAINING_LOG).read_text().splitlines()] for run in (whole, part)]
+    assert [r["step"] for r in logs[1]] == [r["step"] for r in logs[0]] == [2, 4, 6, 8]
+    np.testing.assert_allclose([r["loss"] for r in logs[1]], [r["loss"] for r in logs[0]], atol=1e-4)
+    assert logs[1][2]["seconds"] > logs[1][1]["seconds"]  # training time carries on across the resume
