@@ -13,7 +13,6 @@ directions which pairs an image holds and which pairs a caption names.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -34,6 +33,7 @@ from koclip.config import POSITIONS_FROM_ZERO, ConvTowerConfig, KoCLIPConfig
 from koclip.errors import KoCLIPError
 from koclip.model import DualEncoder, init_params
 from koclip.processing import ImageProcessorSpec, image_processor_for, load_tokenizer, pad_token_ids, pixels_nhwc
+from koclip.recipe import TrainConfig
 from koclip.tokenizer import train_wordpiece
 from transformers import RobertaConfig
 
@@ -44,29 +44,6 @@ TRAIN_STATE = "train_state.msgpack"
 TRAINING_LOG = "training_log.jsonl"
 LOG_EVERY = 50
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    out: str = "runs/koclip-mini"
-    towers: str = "mini"  # a SMALL_TOWERS name (from scratch), or "pretrained": klue/roberta-large + CLIP ViT-B/32
-    data: str = "scenes"  # "scenes", or a Hugging Face dataset name or saved-dataset path
-    split: str = "train"
-    image_column: str = "image"
-    text_column: str = "caption"
-    scenes: int = 20_000  # how many generated scenes to train on
-    image_size: int = 64
-    steps: int = 2500
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.05
-    text_length: int = 24
-    label_weight: float = 0.3  # weight of the (colour, shape) label loss on scenes; 0 turns it off
-    eval_every: int = 250
-    save_every: int = 500
-    seed: int = 0
-    resume: bool = False
 
 
 # Every (colour, shape) pair, and the sharpness and threshold of its presence read along its direction.

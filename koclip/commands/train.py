@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import functools
-import importlib.util
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 from koclip.commands import check_dataset, float_above, float_at_least, int_at_least, refuse_unused
 from koclip.errors import InvalidInputError
+from koclip.recipe import TrainConfig
 from koclip.scenes import MIN_SIZE
 
 HELPS = {
@@ -61,18 +60,9 @@ SCENE_OPTIONS = ("scenes", "label_weight", "eval_every")  # count only with --da
 DATASET_OPTIONS = ("split", "image_column", "text_column")  # count only with a dataset
 
 
-@functools.cache
 def config_fields() -> dict[str, tuple[str, Any]]:
-    """TrainConfig's fields as {name: (type, default)}, read from the source of koclip/train.py:
-    importing that module loads JAX, optax and transformers, seconds that --help and the argument
-    checks need not wait for."""
-    source = Path(importlib.util.find_spec("koclip.train").origin).read_text(encoding="utf-8")
-    config = next(node for node in ast.parse(source).body
-                  if isinstance(node, ast.ClassDef) and node.name == "TrainConfig")
-    return {
-        node.target.id: (ast.unparse(node.annotation), ast.literal_eval(node.value))
-        for node in config.body if isinstance(node, ast.AnnAssign)
-    }
+    """TrainConfig's fields as {name: (type, default)}."""
+    return {field.name: (field.type, field.default) for field in dataclasses.fields(TrainConfig)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file; give a folder to write the model to")
 
-    from koclip.train import TrainConfig, train
+    from koclip.train import train
 
     config = TrainConfig(**{name: getattr(args, name) for name in defaults})
     began = time.perf_counter()
