@@ -3,5 +3,20 @@
   models   the sidebar's model picker, and the server's models: loaded once, in the background,
            then compiled for every input shape before visitors need them
   inputs   images (examples, uploads, URLs) and texts (labels, queries), checked before use
-  results  result cards with an enlarged view, the patch heat map, and shareable links
+  results  search results as cards with an enlarged view
 """
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+
+def through_app() -> None:
+    """Make sure this page runs inside app.py, under its navigation, page settings and model picker.
+
+    Streamlit runs a folder named pages/ as old-style pages (each script on its own) until app.py first
+    calls st.navigation. On a fresh server the first visitor who opens a page's own address would get
+    the page alone; instead, that run ends here and starts again through app.py, on the same page.
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

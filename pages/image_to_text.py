@@ -6,10 +6,10 @@ import re
 import time
 from functools import partial
 
-import pandas as pd
 import streamlit as st
 
 from koclip import DEFAULT_TEMPLATE, scenes
+import demo
 from demo import inputs, models
 
 MAX_LABELS = 20
@@ -42,6 +42,7 @@ def parse_labels(text: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in re.split(r"[,\n]", text) if part.strip()))
 
 
+demo.through_app()
 st.title("Image → Text")
 st.caption("Zero-shot classification: which of your labels fits the image best?")
 model = models.current_model()
@@ -86,8 +87,8 @@ with right:
     ranking = inputs.answer(lambda: model.classify(image, labels, template))
     elapsed = time.perf_counter() - start
 
-    chart = pd.DataFrame(ranking, columns=["label", "probability"])
-    st.bar_chart(chart, x="label", y="probability", horizontal=True, sort="-probability")
+    for label, prob in ranking:  # bars drawn by Streamlit itself: no charting library on the first answer's path
+        st.progress(prob, text=inputs.quote(label))
     lines = [f"{rank}. {inputs.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)]
     st.markdown("\n".join(lines))
     st.caption(f"{model.name} · {elapsed * 1000:.0f} ms")

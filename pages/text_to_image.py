@@ -15,6 +15,7 @@ import streamlit as st
 
 from koclip import builds, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
+import demo
 from demo import inputs, models, results
 
 SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
@@ -202,6 +203,7 @@ def share_link(query: str | None, chosen: str, k: int) -> None:
             st.query_params[name] = value
 
 
+demo.through_app()
 st.title("Text → Image")
 st.caption("Retrieval: the images of a gallery whose embeddings lie closest to a query, in words or as an image.")
 follow_link()

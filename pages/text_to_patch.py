@@ -9,6 +9,7 @@ import streamlit as st
 
 from koclip import scenes
 from koclip.patches import MAX_GRID, heatmap, rank_patches
+import demo
 from demo import inputs, models
 
 BOARD_SEEDS = (0, 1, 2)
@@ -40,6 +41,7 @@ PHOTO_EXAMPLES = {
     f"Photo: {name}": inputs.Example(partial(inputs.photo, name), query) for name, query in PHOTO_QUERIES.items()
 }
 
+demo.through_app()
 st.title("Text → Patch")
 st.caption("Which part of the image matches the text? The image is cut into a grid and every cell is scored.")
 model = models.current_model()
