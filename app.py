@@ -1,13 +1,8 @@
 """The KoCLIP demo: `streamlit run app.py`. Navigation and the model picker; each demo is a file in pages/."""
 
-import os
+import streamlit as st
 
-# The app runs the Flax backend only: without torch, transformers imports in a third of the time.
-os.environ.setdefault("USE_TORCH", "0")
-
-import streamlit as st  # noqa: E402
-
-from demo import models  # noqa: E402
+from demo import models
 
 st.set_page_config(page_title="KoCLIP", page_icon=":material/image_search:", layout="wide")
 navigation = st.navigation(

@@ -6,8 +6,14 @@
   results  search results as cards with an enlarged view
 """
 
+import os
+
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+
+# The app runs the Flax backend only. transformers imports PyTorch whenever it is installed (seconds
+# on the first answer's path) and decides so once, when first imported: before any page imports koclip.
+os.environ.setdefault("USE_TORCH", "0")
 
 
 def through_app() -> None:

@@ -8,9 +8,9 @@ from functools import partial
 
 import streamlit as st
 
-from koclip import DEFAULT_TEMPLATE, scenes
 import demo
 from demo import inputs, models
+from koclip import DEFAULT_TEMPLATE, scenes
 
 MAX_LABELS = 20
 # Templates without particles, so they read correctly whether or not a label ends in a consonant.

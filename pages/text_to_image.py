@@ -13,10 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from koclip import builds, gallery, indexing, samples, settings
-from koclip.errors import KoCLIPError
 import demo
 from demo import inputs, models, results
+from koclip import builds, gallery, indexing, samples, settings
+from koclip.errors import KoCLIPError
 
 SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
 PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")

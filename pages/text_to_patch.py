@@ -7,10 +7,10 @@ from functools import partial
 
 import streamlit as st
 
-from koclip import scenes
-from koclip.patches import MAX_GRID, heatmap, rank_patches
 import demo
 from demo import inputs, models
+from koclip import scenes
+from koclip.patches import MAX_GRID, heatmap, rank_patches
 
 BOARD_SEEDS = (0, 1, 2)
 PHOTO_QUERIES = {"astronaut": "우주비행사의 얼굴", "coffee": "커피 잔", "chelsea": "고양이의 눈", "rocket": "로켓"}
