@@ -22,6 +22,7 @@ from koclip.errors import KoCLIPError
 MODEL_KEY = "model_name"
 READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
 LOADED_AT_ONCE = 2  # two full-size models already take ~6 GiB
+WARM_UP_DELAY = 2.0  # seconds after a load
 
 
 @st.cache_resource(show_spinner=False)
@@ -86,7 +87,10 @@ class ServerModels:
             future.set_exception(exc)
             return
         future.set_result(model)
-        model.warm_up_in_background()
+        # The query that asked for the model runs first, alone; then every other shape is compiled.
+        timer = threading.Timer(WARM_UP_DELAY, model.warm_up_in_background)
+        timer.daemon = True
+        timer.start()
 
 
 @st.cache_resource(show_spinner=False)

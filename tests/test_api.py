@@ -1,6 +1,7 @@
 """The encoding API: templates and ensembles, compile buckets, image modes and orientation."""
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -77,6 +78,24 @@ def test_queries_of_many_lengths_compile_once_per_bucket(model):
         model.encode_text([" ".join(words[: 1 + i % len(words)] * (1 + i // 10))])
     used = {model.text_processor(["x " * n])[0].shape[1] for n in range(1, 64)}
     assert backend.compilations - before <= len(used)
+
+
+def test_after_warm_up_no_query_or_image_batch_compiles(model):
+    assert model.warm_up() > 0
+    backend = model.backend
+    before = backend.compilations
+    for n in (1, 3, 7, 20, 45, 90, 150, 200):  # 1 to 200 words: every length bucket, and truncation
+        model.encode_text(["빨간 원 " * n])
+        model.encode_text(["파란 별"] * min(n, 70))  # batches of every size bucket, and two batches
+    model.encode_image([Image.new("RGB", (40, 30))] * 9)  # a 3x3 patch grid
+    model.classify(Image.new("RGB", (20, 20)), ["빨간 원", "파란 별", "노란 하트"])
+    assert backend.compilations == before
+
+
+def test_warm_up_stops_when_asked(model):
+    stop = threading.Event()
+    stop.set()
+    assert model.warm_up(stop) == 0
 
 
 def test_image_modes_become_rgb_and_exif_orientation_is_applied():
