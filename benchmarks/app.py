@@ -12,6 +12,8 @@ one run on this machine; compare only the columns of one run. What it measures, 
 - warm server, new session: seconds from opening a page to the page fully drawn with its answer,
   once the server has loaded and compiled everything; the median of several new sessions, and how
   many times the page was drawn (script runs) in each.
+- the floor: the same for a one-line Streamlit app (`st.write`), which is what Streamlit and the
+  browser take whatever the app does.
 - CLI: wall seconds of `--help`, argument errors and one search, end to end (median of 3).
 """
 
@@ -143,6 +145,27 @@ def new_sessions(browser, tree: Path, cache: Path) -> dict[str, tuple[float, lis
     return out
 
 
+FLOOR_APP = 'import streamlit as st\nst.write("ready")\n'
+
+
+def floor(browser, scratch: Path) -> float:
+    """A new session of a one-line app, open → drawn: the part of a page's time the app cannot change."""
+    tree = scratch / "floor"
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / "app.py").write_text(FLOOR_APP)
+    times = []
+    with server(tree, scratch / "floor-cache") as (url, _, _):
+        for _ in range(SESSIONS + 1):
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            start = time.monotonic()
+            page.goto(url)
+            page.get_by_text("ready").wait_for(timeout=60_000)
+            page.wait_for_function(SETTLED)
+            times.append(time.monotonic() - start)
+            page.close()
+    return statistics.median(times[1:])
+
+
 def cli_times(tree: Path, cache: Path) -> dict[str, float]:
     gallery = ROOT / "embeddings" / "koclip-mini-scenes"
     calls = {
@@ -214,12 +237,14 @@ def main() -> None:
             for name, tree in trees.items():
                 print(f"measuring {name}…", flush=True)
                 results[name] = measure(browser, tree, Path(scratch) / name.replace(" ", "-"))
+            floor_seconds = floor(browser, Path(scratch))
         finally:
             if args.baseline:
                 subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
             browser.close()
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     report(results)
+    print(f"\nFloor: a one-line Streamlit app's new session, open → drawn: {floor_seconds:.2f} s (median)")
 
 
 if __name__ == "__main__":
