@@ -16,6 +16,7 @@ from PIL import Image
 
 import koclip
 from koclip import webimage
+from koclip.api import word_list
 from koclip.errors import KoCLIPError
 
 
@@ -122,13 +123,12 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
 
 
 def vocabulary_hint(model: koclip.KoCLIP) -> str:
-    vocabulary = model.info.vocabulary if model.info is not None else None
-    return f"It knows {vocabulary}." if vocabulary else ""
+    return f"It knows {model.vocabulary}." if model.vocabulary else ""
 
 
-def listed(words: list[str], limit: int = 8) -> str:
-    shown = ", ".join(f"“{quote(word, 30)}”" for word in words[:limit])
-    return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
+def listed(words: list[str]) -> str:
+    """User words for a markdown message: each cut short and escaped."""
+    return word_list([quote(word, 30) for word in words])
 
 
 def quote(text: str, limit: int = 60) -> str:

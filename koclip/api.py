@@ -55,6 +55,12 @@ def text_list(values, what: str) -> list[str]:
     return values
 
 
+def word_list(words: Sequence[str], limit: int = 8) -> str:
+    """Words for a message: each in quotes, at most `limit` of them, then how many more there are."""
+    shown = ", ".join(f"“{word}”" for word in words[:limit])
+    return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
+
+
 def check_template(template) -> str:
     """A template with exactly one `{}`, where the label goes; literal braces are written `{{` `}}`."""
     if not isinstance(template, str):
@@ -119,6 +125,12 @@ class KoCLIP:
         if not isinstance(text, str):
             raise InvalidInputError(f"expected text, not {type(text).__name__}")
         return self.text_processor.unknown_words(text)
+
+    @property
+    def vocabulary(self) -> str | None:
+        """What the model can read about when that is narrower than everyday Korean (the registry's
+        words, e.g. koclip-mini's shapes and colours); None otherwise."""
+        return self.info.vocabulary if self.info is not None else None
 
     def can_read(self, text: str) -> bool:
         """Whether at least one word of `text` is in the model's vocabulary."""

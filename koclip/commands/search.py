@@ -33,24 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
-def listed(words: list[str], limit: int = 8) -> str:
-    shown = ", ".join(f"“{word[:30]}”" for word in words[:limit])
-    return shown + (f" and {len(words) - limit} more" if len(words) > limit else "")
-
-
 def check_words(model, query: str) -> None:
     """Refuse a query the model cannot read a word of (its ranking would mean nothing); warn of
     the words it cannot read in a query it partly reads."""
+    from koclip.api import word_list
+
     unknown = model.unknown_words(query)
-    vocabulary = model.info.vocabulary if model.info is not None else None
-    hint = f"; {model.name} knows {vocabulary}" if vocabulary else ""
+    listed = word_list([word[:30] for word in unknown])
+    hint = f"; {model.name} knows {model.vocabulary}" if model.vocabulary else ""
     if unknown and not model.can_read(query):
         raise InvalidInputError(
-            f"{model.name} knows none of the words in the query ({listed(unknown)}), so it has no answer{hint}"
+            f"{model.name} knows none of the words in the query ({listed}), so it has no answer{hint}"
         )
     if unknown:
-        print(terminal_safe(f"warning: {model.name} does not know {listed(unknown)}; that part of the query "
-                            f"is ignored{hint}"), file=sys.stderr)
+        print(terminal_safe(f"warning: {model.name} does not know {listed}; that part of the query is ignored{hint}"),
+              file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> int:
