@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 from collections.abc import Callable
@@ -16,6 +17,7 @@ ENLARGED_SIDE = 512
 LETTERBOX = (240, 242, 246)
 
 
+@functools.lru_cache(maxsize=1024)  # the same results come back to many sessions; ~20 KB each
 def square(thumbnail: bytes | str | Path, side: int = CARD_SIDE) -> bytes:
     """The thumbnail (JPEG bytes or a file) scaled to fit a square and centred on it, as JPEG bytes."""
     with Image.open(io.BytesIO(thumbnail) if isinstance(thumbnail, bytes) else thumbnail) as image:

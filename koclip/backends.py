@@ -16,6 +16,10 @@ from koclip.errors import KoCLIPError
 from koclip.model import DualEncoder, param_shapes
 
 BACKENDS = ("flax", "torch")
+# Below this many weights a model runs any query in milliseconds, while XLA's optimising passes double
+# the time of each compile; such models are compiled at the lowest optimisation level instead.
+SMALL_MODEL = 10_000_000
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def use_compilation_cache() -> None:
@@ -49,8 +53,10 @@ class FlaxBackend:
             self.compilations += 1
             return module.apply({"params": params}, pixels, method=DualEncoder.encode_image)
 
-        self._text = jax.jit(text_fn)
-        self._image = jax.jit(image_fn)
+        weights = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
+        options = FAST_COMPILE if weights < SMALL_MODEL else None
+        self._text = jax.jit(text_fn, compiler_options=options)
+        self._image = jax.jit(image_fn, compiler_options=options)
 
     def flax_params(self) -> dict:
         return self.params

@@ -8,9 +8,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 from transformers import CLIPVisionConfig, ViTConfig
-from transformers.models.clip.modeling_flax_clip import FlaxCLIPVisionModule
 from transformers.models.roberta.modeling_flax_roberta import FlaxRobertaModule
-from transformers.models.vit.modeling_flax_vit import FlaxViTModule
 
 from koclip.config import ConvTowerConfig, KoCLIPConfig
 
@@ -49,8 +47,13 @@ def text_tower(config: KoCLIPConfig, dtype=jnp.float32) -> nn.Module:
 
 def vision_tower(config: KoCLIPConfig, dtype=jnp.float32) -> nn.Module:
     vision = config.vision_config
+    # Each transformers tower is imported only by the models that use it (koclip-mini uses neither).
     if isinstance(vision, CLIPVisionConfig):
+        from transformers.models.clip.modeling_flax_clip import FlaxCLIPVisionModule
+
         return FlaxCLIPVisionModule(vision, dtype=dtype)
     if isinstance(vision, ViTConfig):
+        from transformers.models.vit.modeling_flax_vit import FlaxViTModule
+
         return FlaxViTModule(vision, dtype=dtype, add_pooling_layer=True)
     return ConvTower(vision, dtype=dtype)
