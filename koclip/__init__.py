@@ -17,7 +17,7 @@ from koclip.errors import (
 
 DEFAULT_TEMPLATE = "이것은 {} 이다."
 
-_LAZY = {"load": "koclip.api", "KoCLIP": "koclip.api", "open_image": "koclip.images"}
+_LAZY = {"load": "koclip.api", "random_model": "koclip.api", "KoCLIP": "koclip.api", "open_image": "koclip.images"}
 
 
 def __getattr__(name: str):
@@ -37,4 +37,5 @@ __all__ = [
     "UnknownModelError",
     "load",
     "open_image",
+    "random_model",
 ]

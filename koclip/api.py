@@ -244,6 +244,42 @@ class KoCLIP:
         return f"KoCLIP({self.name!r}, backend={self.backend.name!r}, dim={self.dim})"
 
 
+# Words for the tokenizer of a random model when klue/roberta-large's is not in the cache.
+_RANDOM_MODEL_WORDS = ("빨간 파란 노란 초록 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다 "
+                       "고양이 강아지 바다 하늘 산 나무 집 아이 공 원 삼각형 사각형 이것은 이다").split()
+
+
+def random_model(name: str = "koclip-base", backend: str = "flax", seed: int = 0) -> KoCLIP:
+    """A model with the architecture of published `name` (koclip-base or koclip-large) and random
+    weights, built here with no download: for timing, memory planning and tests.
+
+    It takes the published image transform, and klue/roberta-large's tokenizer when that is in the
+    Hugging Face cache, else a small Korean WordPiece (which changes no shape and no cost).
+    """
+    from koclip import convert
+    from koclip.config import published_architecture
+    from koclip.model import init_params
+    from koclip.processing import ImageProcessorSpec, image_processor_for
+    from koclip.registry import KLUE_TOKENIZER
+    from koclip.tokenizer import train_wordpiece
+
+    if backend not in backends.BACKENDS:
+        raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+    config = published_architecture(name)
+    params = init_params(config, seed)
+    cached = hub.cached(KLUE_TOKENIZER, hub.TOKENIZER_FILES)
+    if cached is not None:
+        tokenizer = load_tokenizer(cached)
+    else:
+        tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
+    processor = image_processor_for(ImageProcessorSpec("clip", config.image_size))
+    if backend == "flax":
+        implementation = backends.FlaxBackend(config, params)
+    else:
+        implementation = backends.TorchBackend(config, convert.flax_to_torch(params))
+    return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, processor)
+
+
 def load(name_or_path: str | os.PathLike, backend: str = "flax") -> KoCLIP:
     """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder."""
     if backend not in backends.BACKENDS:

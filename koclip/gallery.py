@@ -4,16 +4,14 @@ A gallery directory holds:
   vectors.npy     (count, dim) float32 or float16, L2-normalised rows, memory-mapped when opened
   metadata.jsonl  one JSON object per row: source, width, height, caption (if any), thumbnail
   thumbs/         small JPEGs, so results can be shown without the original images
-  index.faiss     (large galleries only) 4-bit product-quantisation codes of every row
-  manifest.json   model, dim, dtype, count, source, skipped inputs; written last, so a folder
-                  without it is an unfinished gallery and is refused
+  index/          (large galleries only) the arrays of an approximate index (koclip.ann)
+  manifest.json   model, dim, dtype, count, source, skipped inputs, and the index: its kind,
+                  parameters and measured recall; written last, so a folder without it is an
+                  unfinished gallery and is refused
 
-Exact search scores every row. Approximate search scans the codes of every row with faiss's
-SIMD fast-scan kernels and scores its best few hundred candidates exactly against `vectors.npy`.
-Inverted lists and graphs must visit most of a collection to find the true neighbours of
-embeddings without cluster structure; a scan of compact codes (128 bytes for 512 dimensions)
-keeps them among its first few hundred candidates. A single query's scan runs on one core, so
-large galleries are cut into slices, one per core, scanned side by side.
+Small galleries are searched exactly. A large one gets the approximate index that `ann.choose`
+found fastest on its own vectors at the recall it was asked for; the candidates it proposes are
+scored exactly against vectors.npy, so scores are always true inner products.
 """
 
 from __future__ import annotations
@@ -21,163 +19,29 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
+from koclip import ann
+from koclip.ann import Hit, exact_search
+from koclip.errors import GalleryError, InvalidInputError
 
 if TYPE_CHECKING:
-    import faiss
-
     from koclip.api import KoCLIP
+
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 METADATA = "metadata.jsonl"
 THUMBS = "thumbs"
-ANN_FILE = "index.faiss"
-EXACT = "exact"
+INDEX_DIR = "index"
+EXACT = ann.EXACT
 DTYPES = ("float32", "float16")
-ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index
-ANN_MIN_ROWS = 16  # each 4-bit code has 16 centroids to learn: fewer rows cannot train it
-RERANK = 400  # approximate candidates rescored exactly; enough for recall@10 of about 0.99
-ROWS_PER_SLICE = 250_000  # smaller slices cost more in thread hand-offs than they save in scanning
-_TRAIN_SAMPLE = 65_536  # rows the quantiser learns from; more adds build time, not recall
-_ROWS_PER_STEP = 1 << 18  # float16 rows converted at a time, bounding the float32 copy
-_SCORES_PER_STEP = 1 << 24  # rows x queries scored at once, bounding the score matrix
+ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index, chosen by measurement
 _REQUIRED = ("format_version", "model", "dim", "dtype", "count", "index")
-
-
-class Hit(NamedTuple):
-    index: int
-    score: float
-
-
-def import_faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise KoCLIPError("approximate search needs faiss: pip install faiss-cpu") from None
-    return faiss
-
-
-def _subquantizers(dim: int) -> int:
-    # Two dimensions per 4-bit code: with four, recall@10 on unstructured vectors falls below 0.95.
-    return dim // 2 if dim % 2 == 0 else dim
-
-
-def ann_kind(dim: int) -> str:
-    """The manifest's name for the approximate index of `dim`-dimensional vectors."""
-    return f"pq{_subquantizers(dim)}x4"
-
-
-def build_ann(vectors: np.ndarray) -> faiss.IndexPQ:
-    """4-bit product-quantisation codes of every row, stored plainly so they can be sliced at load."""
-    faiss = import_faiss()
-    dim = vectors.shape[1]
-    index = faiss.IndexPQ(dim, _subquantizers(dim), 4, faiss.METRIC_INNER_PRODUCT)
-    rows = np.random.default_rng(0).choice(len(vectors), min(len(vectors), _TRAIN_SAMPLE), replace=False)
-    # One thread: training is many small k-means, and OpenMP threads that wait for each other
-    # between them are far slower than one thread whenever another process holds the cores.
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        index.train(np.ascontiguousarray(vectors[np.sort(rows)], dtype=np.float32))
-    finally:
-        faiss.omp_set_num_threads(threads)
-    for start in range(0, len(vectors), _ROWS_PER_STEP):
-        index.add(np.ascontiguousarray(vectors[start : start + _ROWS_PER_STEP], dtype=np.float32))
-    return index
-
-
-def _scores(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(rows, queries) inner products, float32."""
-    if vectors.dtype == np.float32:
-        return vectors @ queries.T
-    # NumPy has no BLAS kernel for float16: convert a slice at a time.
-    out = np.empty((len(vectors), len(queries)), np.float32)
-    for start in range(0, len(vectors), _ROWS_PER_STEP):
-        part = vectors[start : start + _ROWS_PER_STEP]
-        out[start : start + len(part)] = part.astype(np.float32) @ queries.T
-    return out
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest scores, best first; ties go to the lower position."""
-    if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(len(scores))
-    return part[np.lexsort((part, -scores[part]))]
-
-
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[Hit]]:
-    """The k best rows for each query, by inner product over every row."""
-    step = max(1, _SCORES_PER_STEP // max(len(vectors), 1))
-    hits = []
-    for start in range(0, len(queries), step):
-        scores = _scores(vectors, queries[start : start + step])
-        for column in scores.T:
-            hits.append([Hit(int(i), float(column[i])) for i in _top(column, k)])
-    return hits
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def scan_slices(count: int) -> int:
-    """How many slices a gallery of `count` rows scans in parallel: one per core, if big enough."""
-    return min(cores(), max(1, count // ROWS_PER_SLICE))
-
-
-class CodeScan:
-    """Fast-scan search over product-quantisation codes, in slices scanned on parallel threads.
-
-    faiss releases the GIL while it scans, so Python threads give real parallelism.
-    """
-
-    def __init__(self, codes: faiss.IndexPQ, slices: int | None = None):
-        faiss = import_faiss()
-        count = codes.ntotal
-        if slices is None:
-            slices = scan_slices(count)
-        packed = faiss.vector_to_array(codes.codes).reshape(count, codes.code_size)
-        edges = np.linspace(0, count, slices + 1).astype(int).tolist()
-        self.starts, self.parts = edges[:-1], []
-        for start, stop in zip(edges[:-1], edges[1:]):
-            part = faiss.IndexPQ(codes.d, codes.pq.M, codes.pq.nbits, codes.metric_type)
-            part.pq = codes.pq  # the trained quantiser, copied
-            part.is_trained = True
-            part.add_sa_codes(packed[start:stop])
-            self.parts.append(faiss.IndexPQFastScan(part))
-        self._pool = ThreadPoolExecutor(len(self.parts)) if len(self.parts) > 1 else None
-
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """(queries, k) candidate rows, best first by approximate score; -1 pads short results."""
-        if self._pool is None:
-            return self.parts[0].search(queries, k)[1]
-        found = list(self._pool.map(lambda part: part.search(queries, k), self.parts))
-        scores = np.concatenate([d for d, _ in found], axis=1)
-        rows = np.concatenate([np.where(i >= 0, i + start, -1) for start, (_, i) in zip(self.starts, found)], axis=1)
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(rows, best, axis=1)
-
-
-def ann_search(index: CodeScan, vectors: np.ndarray, queries: np.ndarray, k: int) -> list[list[Hit]]:
-    """Candidates from the code scan, rescored exactly: scores are true inner products."""
-    candidates = index.search(queries, max(RERANK, k))
-    hits = []
-    for query, rows in zip(queries, candidates):
-        rows = np.sort(rows[rows >= 0])  # sorted: fewer page faults on a memory-mapped file
-        scores = vectors[rows].astype(np.float32) @ query
-        hits.append([Hit(int(rows[i]), float(scores[i])) for i in _top(scores, k)])
-    return hits
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -205,47 +69,17 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise GalleryError(f"{file} names its model or index with something other than text; re-index this gallery")
     if manifest["dtype"] not in DTYPES:
         raise GalleryError(f"{file} has unknown dtype {manifest['dtype']!r}; re-index this gallery")
+    if manifest["index"] not in ann.KINDS:
+        raise GalleryError(
+            f"{directory} has an approximate index of a kind this koclip no longer reads ({manifest['index']}); "
+            f"re-index it with `python -m koclip index ... --out {directory} --overwrite`"
+        )
     if manifest["format_version"] != FORMAT_VERSION:
         raise GalleryError(
             f"{directory} has gallery format {manifest['format_version']}; this koclip reads format "
             f"{FORMAT_VERSION}. Re-index it with this version."
         )
     return manifest
-
-
-_PQ_MAGIC = b"IxPq"
-_PQ_HEADER = struct.Struct("<4siqqqBi")  # fourcc, d, ntotal, two unused, is_trained, metric
-_PQ_SIZES = struct.Struct("<QQQ")  # the quantiser's d, M, nbits
-_PQ_TRAILER = 9  # search type, sign encoding and polysemous threshold after the codes
-
-
-def check_index_file(path: Path, count: int, dim: int) -> None:
-    """Check index.faiss against the gallery before faiss reads it: faiss allocates whatever a
-    header claims, so a small file claiming gigabytes of codes would cost that much memory."""
-    damaged = f"{path} does not match the gallery ({count} rows of {dim}); re-index this gallery"
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(_PQ_HEADER.size + _PQ_SIZES.size + 8)
-            magic, d, ntotal, _, _, _, _ = _PQ_HEADER.unpack_from(head)
-            if magic != _PQ_MAGIC:
-                raise GalleryError(
-                    f"{path} holds another kind of faiss index ({magic!r}), not the product-quantisation codes "
-                    "this koclip searches; re-index this gallery"
-                )
-            pq_d, m, nbits = _PQ_SIZES.unpack_from(head, _PQ_HEADER.size)
-            (centroids,) = struct.unpack_from("<Q", head, _PQ_HEADER.size + _PQ_SIZES.size)
-            expected_centroids = pq_d * 2**nbits if nbits <= 16 else -1
-            f.seek(_PQ_HEADER.size + _PQ_SIZES.size + 8 + 4 * centroids)
-            (codes,) = struct.unpack("<Q", f.read(8))
-    except FileNotFoundError:
-        raise GalleryError(f"{path} is missing; re-index this gallery") from None
-    except (OSError, struct.error, OverflowError, ValueError):
-        raise GalleryError(damaged) from None
-    code_size = math.ceil(m * nbits / 8) if m and nbits else 0
-    total = _PQ_HEADER.size + _PQ_SIZES.size + 8 + 4 * centroids + 8 + codes + _PQ_TRAILER
-    if (d, ntotal, pq_d, centroids, codes, total) != (dim, count, dim, expected_centroids, count * code_size, size):
-        raise GalleryError(damaged)
 
 
 def model_reference(manifest: dict[str, Any]) -> str:
@@ -274,11 +108,12 @@ def _inside(thumbnail) -> bool:
 
 
 class Gallery:
-    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray, ann: CodeScan | None):
+    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray, index: Any = None):
         self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
         self.vectors = vectors
-        self.ann = ann
+        self.index = index  # an approximate index (koclip.ann), or None for exact search
+        self.rerank = int(manifest.get("index_tuning", {}).get("rerank", 0)) if index is not None else 0
         self._metadata: list[dict[str, Any]] | None = None
         self._signature = signature(path)
 
@@ -310,16 +145,13 @@ class Gallery:
                 f"{directory / VECTORS} holds {vectors.shape} {vectors.dtype.str} but the manifest says "
                 f"({count}, {dim}) {np.dtype(manifest['dtype']).str}; the gallery is damaged, re-index it"
             )
-        ann = None
+        index = None
         if manifest["index"] != EXACT:
-            faiss = import_faiss()
-            check_index_file(directory / ANN_FILE, count, dim)
-            try:
-                codes = faiss.read_index(str(directory / ANN_FILE))
-            except RuntimeError as exc:
-                raise GalleryError(f"{directory / ANN_FILE} is missing or damaged ({exc}); re-index this gallery") from None
-            ann = CodeScan(codes)
-        return cls(directory, manifest, vectors, ann)
+            tuning = manifest.get("index_tuning")
+            if not isinstance(tuning, dict) or not isinstance(tuning.get("rerank"), int) or tuning["rerank"] < 1:
+                raise GalleryError(f"{directory / MANIFEST} lacks the index's tuning; re-index this gallery")
+            index = ann.load(directory, manifest["index"], tuning.get("params"), count, dim, vectors)
+        return cls(directory, manifest, vectors, index)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -340,8 +172,9 @@ class Gallery:
         self.check_unchanged()
         if len(self) == 0:
             hits: list[list[Hit]] = [[] for _ in batch]
-        elif self.ann is not None:
-            hits = ann_search(self.ann, self.vectors, batch, k)
+        elif self.index is not None:
+            candidates = self.index.candidates(batch, max(self.rerank, k))
+            hits = ann.rescore(self.vectors, batch, candidates, k)
         else:
             hits = exact_search(self.vectors, batch, k)
         bad = [hit.index for row in hits for hit in row if not math.isfinite(hit.score)]

@@ -77,14 +77,21 @@ def _how_to_download(is_offline: bool) -> str:
     )
 
 
+def cached(repo_id: str, patterns: list[str]) -> Path | None:
+    """The snapshot of `repo_id` in the Hugging Face cache, or None; never downloads."""
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        return None
+
+
 def fetch(repo_id: str, patterns: list[str], *, name: str | None = None, downloading: bool = False) -> Path:
     """A local snapshot of `repo_id`: from the cache if it is there, else downloaded.
 
     `downloading`: the caller is the download command, whose advice on failure differs."""
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=cache_dir(), local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError):
-        pass
+    local = cached(repo_id, patterns)
+    if local is not None:
+        return local
     if offline():
         advice = _how_to_download(True) if downloading else _how_to_get(name or repo_id)
         raise ModelUnavailableError(

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from koclip import gallery
+from koclip import ann, gallery
 from koclip.atomic import replace_folder, write_atomic
 from koclip.api import KoCLIP, load
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
@@ -338,8 +338,10 @@ class Job:
         write_atomic(self._chunk_file(index, ".json"), json.dumps(done, ensure_ascii=False).encode())
 
     def finish(self, model: KoCLIP, dtype: str, source: dict[str, Any], ann_threshold: int,
-               model_path: str | None = None) -> dict[str, Any]:
-        """Assemble the gallery files from the chunks, then write the manifest."""
+               model_path: str | None = None, memory_budget: int = ann.DEFAULT_BUDGET,
+               target_recall: float = ann.TARGET_RECALL, log: Callable[[str], None] = lambda message: None,
+               ) -> dict[str, Any]:
+        """Assemble the gallery files from the chunks, choose its search index, then write the manifest."""
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         for i in range(self.chunk_count):
@@ -364,13 +366,17 @@ class Job:
         os.replace(tmp, self.out / gallery.VECTORS)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         write_atomic(self.out / gallery.METADATA, lines.encode())
-        kind = gallery.EXACT
-        _remove(self.out / gallery.ANN_FILE)
-        if len(rows) >= max(ann_threshold, gallery.ANN_MIN_ROWS):
+        _remove(self.out / gallery.INDEX_DIR)
+        tuning = None
+        if len(rows) >= max(ann_threshold, ann.MIN_ROWS):
             final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
-            ann = gallery.import_faiss().serialize_index(gallery.build_ann(final))
-            write_atomic(self.out / gallery.ANN_FILE, ann.tobytes())
-            kind = gallery.ann_kind(model.dim)
+            log(f"choosing a search index for {len(rows):,} rows (memory budget {memory_budget / 2**20:,.0f} MiB, "
+                f"target recall@10 {target_recall})")
+            choice = ann.choose(final, memory_budget, target_recall, log=log)
+            if choice.index is not None:
+                ann.save(choice.index, self.out)
+            tuning = choice.manifest()
+            log(f"chose {choice.describe()}")
         manifest = {
             "format_version": gallery.FORMAT_VERSION,
             "model": model.name,
@@ -379,7 +385,8 @@ class Job:
             "dim": model.dim,
             "dtype": dtype,
             "count": len(rows),
-            "index": kind,
+            "index": tuning["kind"] if tuning else gallery.EXACT,
+            "index_tuning": tuning,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": source,
             "skipped": skipped,
@@ -421,13 +428,16 @@ class _ReportingBar(tqdm):
 
 def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_size: int = 64,
           dtype: str = "float32", engine: str = "local", workers: int = 1,
-          ann_threshold: int = gallery.ANN_THRESHOLD, overwrite: bool = False,
+          ann_threshold: int = gallery.ANN_THRESHOLD, memory_budget: int = ann.DEFAULT_BUDGET,
+          target_recall: float = ann.TARGET_RECALL, overwrite: bool = False,
           backend: str = "flax", progress: bool = True,
           on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Index `source` into the gallery folder `out`; returns its manifest.
 
     `model` is a loaded model, or a name, Hub id or folder to load with `backend`. `on_progress`
-    is called with (images done, images in all) after every chunk, and once at the start.
+    is called with (images done, images in all) after every chunk, and once at the start. Galleries
+    of `ann_threshold` rows or more get the fastest approximate index whose memory fits
+    `memory_budget` (bytes) and whose recall@10 on held-out rows reaches `target_recall`.
     """
     if engine not in ENGINES:
         raise KoCLIPError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
@@ -472,7 +482,8 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         else:
             _encode_locally(job, pending, decoder, model, bar)
     model_path = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else None
-    manifest = job.finish(model, dtype, description, ann_threshold, model_path)
+    log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
+    manifest = job.finish(model, dtype, description, ann_threshold, model_path, memory_budget, target_recall, log)
     if job.out != final:
         replace_folder(job.out, final)
     return manifest

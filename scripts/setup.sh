@@ -12,3 +12,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # The app needs no torch (requirements.txt); the tests pin it in requirements-dev.txt.
 .venv/bin/python -m pip install --quiet -r "$requirements"
+# koclip itself, from this folder (editable), so that scripts and benchmarks import it from anywhere.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .

@@ -8,7 +8,6 @@ that crashes half way.
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 import threading
@@ -199,19 +198,6 @@ def test_a_vector_that_is_not_a_number_is_refused_not_printed(built, model_dir, 
         gallery.search(koclip.load(model_dir), gallery.Gallery.open(built), "빨간 원", k=3)
     assert cli(["search", "빨간 원", "--gallery", str(built), "--json"]) == 2
     assert "NaN" not in capsys.readouterr().out
-
-
-def test_an_index_header_claiming_gigabytes_is_refused_before_reading(model_dir, tmp_path):
-    out = tmp_path / "ann"
-    source = indexing.SceneSource(gallery.ANN_MIN_ROWS + 4, seed=6, size=32)  # enough rows for an index
-    indexing.build(source, str(model_dir), out, ann_threshold=1, progress=False)
-    data = bytearray((out / gallery.ANN_FILE).read_bytes())
-    header = gallery._PQ_HEADER.size + gallery._PQ_SIZES.size
-    (centroids,) = struct.unpack_from("<Q", data, header)
-    struct.pack_into("<Q", data, header + 8 + 4 * centroids, 6 << 30)  # the codes: 6 GiB, says the header
-    (out / gallery.ANN_FILE).write_bytes(bytes(data))
-    with pytest.raises(GalleryError, match="does not match the gallery"):
-        gallery.Gallery.open(out)
 
 
 def test_a_gallery_re_indexed_under_an_open_reader_is_not_mixed(built, photos, model_dir):

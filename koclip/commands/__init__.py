@@ -50,9 +50,9 @@ def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
     return _bounded(int, "an integer", low, high, above=False)
 
 
-def float_above(low: float) -> Callable[[str], float]:
-    """An argparse type: a finite number greater than `low`."""
-    return _bounded(float, "a number", low, None, above=True)
+def float_above(low: float, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number greater than `low` (and at most `high`)."""
+    return _bounded(float, "a number", low, high, above=True)
 
 
 def float_at_least(low: float) -> Callable[[str], float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from koclip.commands import check_dataset, check_folder, check_model, int_at_least, refuse_unused
-from koclip.errors import GalleryError, InvalidInputError
+from koclip import ann
+from koclip.commands import check_dataset, check_folder, check_model, float_above, int_at_least, refuse_unused
+from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
 from koclip.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
 from koclip.scenes import MIN_SIZE
 
@@ -26,8 +27,11 @@ SOURCE is one of:
   samples         the real photos that ship inside the installed packages (scikit-image,
                   scikit-learn, matplotlib), with Korean captions. Write ./samples for a folder.
 
-The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json (plus
-index.faiss for galleries of --ann-threshold images or more). Images that cannot be read are
+The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json. Galleries of
+--ann-threshold images or more also get index/: the approximate index (IVF or plain 4-bit PQ
+fast scan, or an HNSW graph) that searched fastest on 200 of the gallery's own rows while
+reaching --target-recall, among those that fit --memory-budget. The choice and its measured
+recall are printed and kept in manifest.json. Images that cannot be read are
 skipped and listed in the manifest. An interrupted run resumes when started again with the
 same arguments; the gallery can be searched only once the run has finished.
 
@@ -36,6 +40,13 @@ examples:
   python -m koclip index scenes --n 2000 --model koclip-mini --out embeddings/scenes
   python -m koclip index samples --model koclip-base --out embeddings/koclip-base-samples
   python -m koclip index data/scenes --dataset --caption-column caption_ko --model koclip-mini --out embeddings/scenes-ds"""
+
+
+def budget(text: str) -> int:
+    try:
+        return ann.parse_size(text)
+    except KoCLIPError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a finished gallery in --out")
     parser.add_argument("--ann-threshold", type=positive, default=ANN_THRESHOLD, metavar="N",
                         help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})")
+    parser.add_argument("--memory-budget", type=budget, default=ann.DEFAULT_BUDGET, metavar="SIZE",
+                        help=f"memory the approximate index may hold, e.g. 512M or 4G "
+                             f"(default: {ann.DEFAULT_BUDGET >> 30}G)")
+    parser.add_argument("--target-recall", type=float_above(0, 1), default=ann.TARGET_RECALL, metavar="R",
+                        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process; ray: a Ray Data pipeline (needs requirements-ray.txt)")
     parser.add_argument("--workers", type=positive, default=RAY_OPTIONS["workers"], metavar="N",
@@ -104,10 +120,14 @@ def main(args: argparse.Namespace) -> int:
         source = indexing.FolderSource(Path(args.source))
     manifest = indexing.build(
         source, args.model, args.out, batch_size=args.batch_size, dtype=args.dtype, engine=args.engine,
-        workers=args.workers, ann_threshold=args.ann_threshold, overwrite=args.overwrite,
+        workers=args.workers, ann_threshold=args.ann_threshold, memory_budget=args.memory_budget,
+        target_recall=args.target_recall, overwrite=args.overwrite,
     )
     skipped = len(manifest["skipped"])
     note = f", skipped {skipped} unreadable (listed in manifest.json)" if skipped else ""
+    tuning = manifest.get("index_tuning")
+    measured = (f": recall@10 {tuning['recall@10']:.3f} on {tuning['held_out']} held-out rows, "
+                f"p50 {tuning['p50_ms']:.2f} ms") if tuning else ""
     print(f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
-          f"({manifest['index']} search{note})")
+          f"({manifest['index']} search{measured}{note})")
     return 0

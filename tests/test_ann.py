@@ -1,0 +1,202 @@
+"""Approximate search indexes: each kind finds what exact search finds and survives a save and a
+load; the chosen index reaches its recorded recall on queries it never saw; a memory budget is
+kept; damaged index files are refused before faiss reads them."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from koclip import ann, gallery
+from koclip.errors import GalleryError, KoCLIPError
+
+DIM = 32
+
+
+def clustered(n: int, seed: int, clusters: int = 40) -> np.ndarray:
+    """Unit vectors around shared centres, as image embeddings are (seed 0: a gallery; others: queries)."""
+    centres = np.random.default_rng(99).standard_normal((clusters, DIM)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    rows = centres[rng.integers(clusters, size=n)] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_faiss_thread():
+    # OpenMP threads that spin while the other core is busy make a small build many times slower.
+    faiss = ann.import_faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return clustered(6_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def queries():
+    return clustered(100, seed=1)
+
+
+@pytest.fixture(scope="module")
+def choice(vectors):
+    return ann.choose(vectors)
+
+
+def search(index, vectors, queries, rerank):
+    if index is None:
+        return ann.exact_search(vectors, queries, ann.K)
+    return ann.rescore(vectors, queries, index.candidates(queries, max(rerank, ann.K)), ann.K)
+
+
+def test_the_chosen_index_reaches_its_recorded_recall_on_queries_it_never_saw(choice, vectors, queries):
+    assert choice.recall >= ann.TARGET_RECALL and choice.held_out == ann.HELD_OUT
+    truth = ann.exact_search(vectors, queries, ann.K)
+    fresh = ann.recall(search(choice.index, vectors, queries, choice.rerank), truth)
+    assert fresh >= ann.TARGET_RECALL - 0.02, (choice.describe(), fresh)
+    assert {trial.kind for trial in choice.trials} == set(ann.KINDS)  # 6,000 small rows fit the default budget
+    fastest = min(trial.p50_ms for trial in choice.trials if trial.recall >= ann.TARGET_RECALL)
+    assert choice.p50_ms <= ann.SAME_SPEED * fastest + 0.02
+
+
+@pytest.mark.parametrize("kind", [ann.PQ_SCAN, ann.IVF_PQ, ann.HNSW])
+def test_each_kind_finds_the_true_neighbours_and_survives_a_save_and_a_load(kind, vectors, queries, tmp_path):
+    _, build = ann._builders(len(vectors), DIM, ann.DEFAULT_BUDGET)[kind]
+    index = build(vectors)
+    setting = index.settings()[-1]  # the widest search of its kind
+    index.candidates(queries[:1], 1, setting)
+    truth = ann.exact_search(vectors, queries, ann.K)
+    found = search(index, vectors, queries, 200)
+    assert ann.recall(found, truth) >= 0.97
+    assert [hits[0].index for hits in found] == [hits[0].index for hits in truth]
+    assert all(abs(h.score - float(vectors[h.index] @ q)) < 1e-5 for hits, q in zip(found, queries) for h in hits)
+
+    ann.save(index, tmp_path)
+    loaded = ann.load(tmp_path, kind, index.params(), len(vectors), DIM, vectors)
+    assert np.array_equal(loaded.candidates(queries, 50), index.candidates(queries, 50))
+
+
+def test_recall_counts_rows_tied_with_a_true_neighbour():
+    truth = [[ann.Hit(i, 1.0 - i / 100) for i in range(10)]]
+    tied = [[ann.Hit(i + 50, 1.0 - i / 100) for i in range(10)]]  # other rows, the same scores
+    assert ann.recall(tied, truth) == 1.0
+    worse = [[ann.Hit(i + 50, 0.5) for i in range(10)]]
+    assert ann.recall(worse, truth) == 0.0
+
+
+def test_the_pq_scan_in_slices_finds_what_one_scan_finds(vectors, queries):
+    whole = ann.PQScan.train(vectors, m=DIM // 2)
+    sliced = ann.PQScan(whole.arrays["centroids"], whole.arrays["codes"], DIM, slices=3)
+    assert len(sliced.parts) == 3 and sliced.starts == [0, 2000, 4000]
+    rows = [5, 2500, 5999]
+    found = sliced.candidates(vectors[rows], 20)
+    assert all(row in candidates for row, candidates in zip(rows, found))  # later slices' rows keep their numbers
+    for a, b in zip(whole.candidates(queries, 50), sliced.candidates(queries, 50)):
+        assert len(set(a) & set(b)) >= 48  # the same codes; only ties at the cut-off may differ
+
+
+def test_an_index_built_under_a_memory_budget_stays_under_it(vectors):
+    budget = 150_000  # bytes: too little for the graph (a float32 copy alone is 768 KB) or 16 codes a row
+    lines = []
+    choice = ann.choose(vectors, budget=budget, log=lines.append)
+    assert any("hnsw: skipped" in line for line in lines)
+    assert choice.memory <= budget
+    if choice.index is not None:
+        assert sum(a.nbytes for a in choice.index.arrays.values()) <= budget
+    assert all(trial.memory <= budget for trial in choice.trials)
+    assert choice.recall >= ann.TARGET_RECALL  # exact search always fits, and always reaches it
+
+
+@pytest.mark.parametrize("text, size", [("512M", 512 << 20), ("2G", 2 << 30), ("1.5GiB", 3 << 29), ("4096", 4096)])
+def test_sizes_are_read_with_their_units(text, size):
+    assert ann.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "nanM"])
+def test_a_size_that_is_not_one_is_refused(text):
+    with pytest.raises(KoCLIPError, match="size"):
+        ann.parse_size(text)
+
+
+BUDGET = 300 << 10  # too little for a graph of 1,200 rows (over 500 KiB), plenty for codes
+
+
+@pytest.fixture(scope="module")
+def large_gallery(model_dir, tmp_path_factory):
+    """A gallery of 1,200 scenes, over the size at which an approximate index is chosen, indexed by the
+    command under a memory budget; and what the command printed."""
+    out = tmp_path_factory.mktemp("large") / "scenes"
+    argv = ["index", "scenes", "--n", "1200", "--seed", "4", "--size", "32", "--model", str(model_dir),
+            "--out", str(out), "--batch-size", "200", "--ann-threshold", "1000", "--memory-budget", "300K"]
+    result = subprocess.run([sys.executable, "-m", "koclip", *argv], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_under_it(large_gallery):
+    out, result = large_gallery
+    manifest = json.loads((out / gallery.MANIFEST).read_text())
+    tuning = manifest["index_tuning"]
+    assert manifest["index"] == tuning["kind"] in ann.KINDS
+    assert tuning["recall@10"] >= tuning["target_recall"] == ann.TARGET_RECALL
+    assert tuning["memory_budget"] == BUDGET and tuning["memory_bytes"] <= BUDGET
+    assert sum(p.stat().st_size for p in (out / gallery.INDEX_DIR).glob("*.npy")) <= BUDGET + 4096
+    assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
+    assert "hnsw: skipped" in result.stderr
+    assert f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f} on 120 held-out rows" in result.stdout
+    opened = gallery.Gallery.open(out)
+    assert (opened.index is None) == (manifest["index"] == ann.EXACT)
+    rows = [3, 600, 1_199]
+    assert [hits[0].index for hits in opened.search_vectors(np.asarray(opened.vectors[rows]), k=3)] == rows
+
+
+def damaged_copy(source, tmp_path, change):
+    out = tmp_path / "copy"
+    shutil.copytree(source[0], out)
+    manifest = json.loads((out / gallery.MANIFEST).read_text())
+    _, build = ann._builders(manifest["count"], manifest["dim"], ann.DEFAULT_BUDGET)[ann.IVF_PQ]
+    index = build(np.load(out / gallery.VECTORS))
+    shutil.rmtree(out / gallery.INDEX_DIR, ignore_errors=True)
+    ann.save(index, out)
+    manifest["index"] = ann.IVF_PQ
+    manifest["index_tuning"] = {"kind": ann.IVF_PQ, "params": {**index.params(), "nprobe": 4}, "rerank": 50}
+    change(out, manifest)
+    (out / gallery.MANIFEST).write_text(json.dumps(manifest))
+    return out
+
+
+def claim_gigabytes(out, manifest):
+    """codes.npy's header says 6 GiB of codes; the file holds a few kilobytes."""
+    path = out / gallery.INDEX_DIR / "codes.npy"
+    codes = np.load(path)
+    buffer = io.BytesIO()
+    header = {"descr": codes.dtype.str, "fortran_order": False, "shape": (6 << 30, codes.shape[1])}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    path.write_bytes(buffer.getvalue() + codes.tobytes())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda out, m: None, None),
+    (lambda out, m: (out / gallery.INDEX_DIR / "lists.npy").unlink(), "lists.npy is missing"),
+    (lambda out, m: m["index_tuning"]["params"].update(nprobe="all"), "nprobe as 'all'"),
+    (lambda out, m: m["index_tuning"]["params"].update(nprobe=10_000), "do not fit its parameters"),
+    (lambda out, m: m["index_tuning"]["params"].update(nlist=7), r"coarse.npy is \(\d+, \d+\) float32, not \(7, \d+\)"),
+    (lambda out, m: m.update(index="pq256x4"), "no longer reads"),
+    (lambda out, m: m["index_tuning"].pop("rerank"), "lacks the index's tuning"),
+    (claim_gigabytes, "damaged"),
+])
+def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_path, change, message):
+    out = damaged_copy(large_gallery, tmp_path, change)
+    if message is None:  # undamaged: it opens, and finds each row first
+        opened = gallery.Gallery.open(out)
+        assert opened.search_vectors(np.asarray(opened.vectors[7]), k=1)[0].index == 7
+        return
+    with pytest.raises(GalleryError, match=message):
+        gallery.Gallery.open(out)
