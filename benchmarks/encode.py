@@ -1,117 +1,159 @@
-"""Encoding latency of full-size KoCLIP towers, Flax against PyTorch, with random weights.
+"""Encoding speed of full-size KoCLIP on this machine's CPU, against PyTorch eager and a NumPy floor.
 
-The published weights are not needed to time the models: random weights of the same shapes cost
-the same. Prints a markdown table: first-call latency (Flax includes compilation), steady-state
-median, the compilations over 50 queries of varying length, and peak RSS.
+Full-size models come from `koclip.random_model` (published shapes, random weights: the weights do
+not change the cost). One run prints:
 
-    python benchmarks/encode.py [--models base,large] [--repeats 3]
+1. Steady state: a 12-token text query and image batches, koclip's Flax route against its PyTorch
+   twin (`backend="torch"`, eager) on the same weights; for text, the floor is the text tower's
+   linear layers alone as NumPy float32 matrix products.
+2. First query of each text length bucket: compiled on the query's path (no warm-up, as before)
+   against after `KoCLIP.warm_up()`; and the compilations caused by a stream of queries of 1 to 200
+   tokens after warm-up.
+3. koclip-mini: `koclip.load` + the first `classify` in a fresh process, with an empty compilation
+   cache and with the one a previous process left.
+
+    python benchmarks/encode.py [--model koclip-base] [--repeats 5] [--images 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from transformers import CLIPVisionConfig, RobertaConfig, ViTConfig
+os.environ.setdefault("KOCLIP_COMPILATION_CACHE", "off")  # part 2 times real compiles, not cache loads
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from koclip import convert  # noqa: E402
-from koclip.api import KoCLIP  # noqa: E402
-from koclip.backends import FlaxBackend, TorchBackend  # noqa: E402
-from koclip.config import POSITIONS_FROM_ZERO, KoCLIPConfig  # noqa: E402
-from koclip.model import init_params  # noqa: E402
-from koclip.processing import ImageProcessorSpec, image_processor_for  # noqa: E402
-from koclip.tokenizer import train_wordpiece  # noqa: E402
+import koclip  # noqa: E402
 
-KLUE_ROBERTA_LARGE = RobertaConfig(
-    vocab_size=32000, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
-)
-VISION = {
-    "base": (CLIPVisionConfig(), ImageProcessorSpec("clip", 224)),  # ViT-B/32 defaults
-    "large": (ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                        patch_size=16, image_size=224), ImageProcessorSpec("clip", 224)),
-}
 WORDS = "빨간 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다".split()
+STREAM = 60  # queries of 1 to 200 tokens after warm-up
+FRESH_PROCESS = """
+import time
+start = time.perf_counter()
+import koclip
+from PIL import Image
+model = koclip.load("koclip-mini")
+model.classify(Image.new("RGB", (64, 64), "red"), ["빨간 원", "파란 삼각형"])
+print(time.perf_counter() - start)
+"""
 
 
-def query(n_words: int) -> str:
-    return " ".join(WORDS[i % len(WORDS)] for i in range(n_words))
+def text_of(model, tokens: int) -> str:
+    """A query of exactly `tokens` tokens (special tokens included) for this model's tokenizer."""
+    words: list[str] = []
+    while model.text_processor.token_count(" ".join(words)) < tokens:
+        words.append(WORDS[len(words) % len(WORDS)])
+    while model.text_processor.token_count(" ".join(words)) > tokens and words:
+        words.pop()
+    text = " ".join(words)
+    return text + " 비" * (tokens - model.text_processor.token_count(text))
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(first call, median of the following calls) in seconds."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
+def steady(work, repeats: int) -> float:
+    """Median seconds of `repeats` calls, after one untimed call."""
+    work()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        work()
         times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    return statistics.median(times)
 
 
-def build(name: str):
-    vision, spec = VISION[name]
-    config = KoCLIPConfig(KLUE_ROBERTA_LARGE, vision, projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
-    tokenizer = train_wordpiece(WORDS * 20, vocab_size=200)
-    params = init_params(config)
-    processor = image_processor_for(spec)
-    flax_model = KoCLIP(f"koclip-{name} (random)", config, FlaxBackend(config, params), tokenizer, processor)
-    torch_model = KoCLIP(f"koclip-{name} (random)", config, TorchBackend(config, convert.flax_to_torch(params)),
-                         tokenizer, processor)
-    return flax_model, torch_model
+def once(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def linear_floor(model, tokens: int, repeats: int):
+    """The text tower's linear layers alone, as float32 NumPy products of a (tokens, width) input."""
+    kernels = []
+
+    def collect(tree):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                collect(value)
+            elif key == "kernel" and np.ndim(value) == 2:
+                kernels.append(np.asarray(value, np.float32))
+
+    collect(model.backend.params["text_model"]["encoder"])
+    rng = np.random.default_rng(0)
+    inputs = {w.shape[0]: rng.standard_normal((tokens, w.shape[0]), dtype=np.float32) for w in kernels}
+    return lambda: [inputs[w.shape[0]] @ w for w in kernels]
+
+
+def fresh_process_seconds(cache: str) -> float:
+    env = {**os.environ, "KOCLIP_COMPILATION_CACHE": cache, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="base,large")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--large-batch", type=int, default=64, help="largest image batch")
+    parser.add_argument("--model", default="koclip-base", choices=("koclip-base", "koclip-large"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=64, help="the large image batch")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(args.large_batch)]
+    print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")
 
-    print("| model | workload | Flax first call | Flax steady | PyTorch first call | PyTorch steady | Flax/PyTorch |")
-    print("|---|---|---|---|---|---|---|")
-    compile_lines = []
-    for name in args.models.split(","):
-        flax_model, torch_model = build(name)
-        workloads = {
-            "text x1": lambda m: m.encode_text([query(8)]),
-            "text x16": lambda m: m.encode_text([query(8)] * 16),
-            "image x1": lambda m: m.encode_image(images[:1]),
-            "image x16": lambda m: m.encode_image(images[:16]),
-            f"image x{args.large_batch}": lambda m: m.encode_image(images),
-        }
-        for label, work in workloads.items():
-            f_first, f_steady = timed(lambda: work(flax_model), args.repeats)
-            t_first, t_steady = timed(lambda: work(torch_model), args.repeats)
-            print(f"| {name} | {label} | {f_first:.2f} s | {f_steady:.3f} s | {t_first:.2f} s | {t_steady:.3f} s "
-                  f"| {f_steady / t_steady:.2f} |", flush=True)
-        before = flax_model.backend.compilations
-        lengths = [int(n) for n in rng.integers(1, 120, 50)]
-        buckets = {flax_model.text_processor([query(n)])[0].shape[1] for n in lengths}
-        start = time.perf_counter()
-        for n in lengths:
-            flax_model.encode_text([query(n)])
-        compile_lines.append(
-            f"- {name}: 50 queries of 1-120 words fell in {len(buckets)} length buckets and caused "
-            f"{flax_model.backend.compilations - before} new compilations "
-            f"(some buckets were compiled above already); {time.perf_counter() - start:.1f} s in all"
-        )
-        del flax_model, torch_model
-    print()
-    print("\n".join(compile_lines))
-    print(f"- peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    flax_model = koclip.random_model(args.model)
+    torch_model = koclip.random_model(args.model, backend="torch")
+    query = text_of(flax_model, 12)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(args.images)]
+
+    print("## 1. Steady state")
+    print("| workload | koclip (Flax) | PyTorch eager | NumPy floor | Flax / PyTorch | Flax / floor |")
+    print("|---|---|---|---|---|---|")
+    flax_s = steady(lambda: flax_model.encode_text([query]), args.repeats)
+    torch_s = steady(lambda: torch_model.encode_text([query]), args.repeats)
+    floor_s = steady(linear_floor(flax_model, 12, args.repeats), args.repeats)
+    print(f"| text, 12 tokens | {flax_s * 1e3:.0f} ms | {torch_s * 1e3:.0f} ms | {floor_s * 1e3:.0f} ms "
+          f"| {flax_s / torch_s:.2f} | {flax_s / floor_s:.2f} |", flush=True)
+    for count in sorted({1, 16, args.images}):
+        batch = images[:count]
+        flax_s = steady(lambda: flax_model.encode_image(batch), max(1, args.repeats // (2 if count > 16 else 1)))
+        torch_s = steady(lambda: torch_model.encode_image(batch), max(1, args.repeats // (2 if count > 16 else 1)))
+        print(f"| images x{count} | {flax_s:.2f} s | {torch_s:.2f} s | – | {flax_s / torch_s:.2f} | – |", flush=True)
+    del torch_model
+
+    print("\n## 2. First query of each length bucket (s)")
+    buckets = [b for b in flax_model.text_processor.buckets if b <= 256]
+    cold = koclip.random_model(args.model, seed=1)
+    before = {b: once(lambda: cold.encode_text([text_of(cold, b)])) for b in buckets}
+    del cold
+    warm = koclip.random_model(args.model, seed=2)
+    start = time.perf_counter()
+    warm.warm_up()
+    warm_up_s = time.perf_counter() - start
+    after = {b: once(lambda: warm.encode_text([text_of(warm, b)])) for b in buckets}
+    settled = {b: steady(lambda: warm.encode_text([text_of(warm, b)]), 2) for b in buckets}
+    print("| tokens | no warm-up (compiles on the query's path) | after warm_up() | steady | after / steady |")
+    print("|---|---|---|---|---|")
+    for b in buckets:
+        print(f"| {b} | {before[b]:.2f} | {after[b]:.2f} | {settled[b]:.2f} | {after[b] / settled[b]:.2f} |")
+    compiled = warm.backend.compilations
+    lengths = np.random.default_rng(1).integers(1, 201, STREAM)
+    for n in lengths:
+        warm.encode_text([text_of(warm, int(n))])
+    print(f"\nwarm_up() took {warm_up_s:.0f} s (in the background after a load); then {STREAM} queries of "
+          f"{lengths.min()}–{lengths.max()} tokens compiled {warm.backend.compilations - compiled} times.")
+    del warm
+
+    print("\n## 3. koclip-mini: load + first classify in a fresh process")
+    with tempfile.TemporaryDirectory() as cache:
+        empty = fresh_process_seconds(cache)
+        filled = statistics.median(fresh_process_seconds(cache) for _ in range(3))
+    print(f"- empty compilation cache: {empty:.2f} s")
+    print(f"- cache a previous process left: {filled:.2f} s (median of 3)")
 
 
 if __name__ == "__main__":

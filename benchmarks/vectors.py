@@ -75,6 +75,14 @@ def _encode_scenes(n: int, path: Path, batch: int = 256) -> None:
     os.replace(path.with_suffix(".tmp.npy"), path)
 
 
+def real_captions(rows: np.ndarray) -> np.ndarray:
+    """Text embeddings of the captions of the real set's scenes `rows` (koclip-mini): tuning queries."""
+    import koclip
+    from koclip import scenes
+
+    return koclip.load("koclip-mini").encode_text([scenes.scene(0, int(i)).captions_ko[0] for i in rows])
+
+
 def _encode_captions(count: int, path: Path) -> None:
     import koclip
     from koclip import scenes

@@ -372,7 +372,8 @@ class Job:
             final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
             log(f"choosing a search index for {len(rows):,} rows (memory budget {memory_budget / 2**20:,.0f} MiB, "
                 f"target recall@10 {target_recall})")
-            choice = ann.choose(final, memory_budget, target_recall, log=log)
+            choice = ann.choose(final, memory_budget, target_recall, log=log,
+                                texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]))
             if choice.index is not None:
                 ann.save(choice.index, self.out)
             tuning = choice.manifest()
@@ -394,6 +395,12 @@ class Job:
         write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         shutil.rmtree(self.partial)
         return manifest
+
+
+def _caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
+    """Text embeddings of the rows' captions (rows without one are left out): queries like a visitor's."""
+    captions = [row["caption"] for row in rows if isinstance(row.get("caption"), str) and row["caption"].strip()]
+    return model.encode_text(captions) if captions else np.zeros((0, model.dim), np.float32)
 
 
 def _encode_locally(job: Job, pending: list[int], decoder: Decoder, model: KoCLIP, bar: tqdm) -> None:

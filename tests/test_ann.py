@@ -150,6 +150,7 @@ def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_und
     assert sum(p.stat().st_size for p in (out / gallery.INDEX_DIR).glob("*.npy")) <= BUDGET + 4096
     assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
     assert "hnsw: skipped" in result.stderr
+    assert tuning["held_out"] == tuning["caption_queries"] == 120  # scenes have captions: text queries too
     assert f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f} on 120 held-out rows" in result.stdout
     opened = gallery.Gallery.open(out)
     assert (opened.index is None) == (manifest["index"] == ann.EXACT)

@@ -109,3 +109,28 @@ def test_image_modes_become_rgb_and_exif_orientation_is_applied():
     buffer = io.BytesIO()
     rotated.save(buffer, format="JPEG", exif=exif.tobytes())
     assert open_image(buffer.getvalue()).size == (20, 30)
+
+
+@pytest.mark.parametrize("name, weights", [("koclip-base", 425e6), ("koclip-large", 642e6)])
+def test_published_architectures_have_the_published_sizes(name, weights):
+    import jax
+
+    from koclip.config import published_architecture
+    from koclip.model import param_shapes
+
+    shapes = param_shapes(published_architecture(name))
+    count = sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
+    assert abs(count - weights) / weights < 0.01
+    assert set(shapes) == {"text_model", "vision_model", "text_projection", "visual_projection", "logit_scale"}
+
+
+def test_a_random_full_size_model_encodes_like_a_loaded_one():
+    model = koclip.random_model("koclip-base")
+    assert model.name == "koclip-base (random weights)" and model.dim == 512
+    texts = model.encode_text(["빨간 자동차", "파란 바다 위의 배"])
+    images = model.encode_image([Image.new("RGB", (300, 200), "red"), Image.new("RGB", (224, 224), "blue")])
+    assert texts.shape == images.shape == (2, 512)
+    np.testing.assert_allclose(np.linalg.norm(np.concatenate([texts, images]), axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(texts[0], texts[1])
+    with pytest.raises(koclip.KoCLIPError, match="no published architecture named 'koclip-mini'"):
+        koclip.random_model("koclip-mini")

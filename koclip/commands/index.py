@@ -29,11 +29,12 @@ SOURCE is one of:
 
 The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json. Galleries of
 --ann-threshold images or more also get index/: the approximate index (IVF or plain 4-bit PQ
-fast scan, or an HNSW graph) that searched fastest on 200 of the gallery's own rows while
-reaching --target-recall, among those that fit --memory-budget. The choice and its measured
-recall are printed and kept in manifest.json. Images that cannot be read are
-skipped and listed in the manifest. An interrupted run resumes when started again with the
-same arguments; the gallery can be searched only once the run has finished.
+fast scan, or an HNSW graph) that searched fastest on 200 of the gallery's own rows (and their
+captions, as text queries, where the source has captions) while reaching --target-recall, among
+those that fit --memory-budget. The choice and its measured recall are printed and kept in
+manifest.json. Images that cannot be read are skipped and listed in the manifest. An interrupted
+run resumes when started again with the same arguments; the gallery can be searched only once
+the run has finished.
 
 examples:
   python -m koclip index photos/ --model koclip-base --out embeddings/photos
@@ -126,7 +127,8 @@ def main(args: argparse.Namespace) -> int:
     skipped = len(manifest["skipped"])
     note = f", skipped {skipped} unreadable (listed in manifest.json)" if skipped else ""
     tuning = manifest.get("index_tuning")
-    measured = (f": recall@10 {tuning['recall@10']:.3f} on {tuning['held_out']} held-out rows, "
+    captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
+    measured = (f": recall@10 {tuning['recall@10']:.3f} on {tuning['held_out']} held-out rows{captions}, "
                 f"p50 {tuning['p50_ms']:.2f} ms") if tuning else ""
     print(f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
           f"({manifest['index']} search{measured}{note})")
