@@ -57,12 +57,12 @@ def search(index, vectors, queries, rerank):
 
 
 def test_the_chosen_index_reaches_its_recorded_recall_on_queries_it_never_saw(choice, vectors, queries):
-    assert choice.recall >= ann.TARGET_RECALL and choice.held_out == ann.HELD_OUT
+    assert choice.recall >= choice.floor >= ann.TARGET_RECALL and choice.held_out == ann.HELD_OUT
     truth = ann.exact_search(vectors, queries, ann.K)
     fresh = ann.recall(search(choice.index, vectors, queries, choice.rerank), truth)
-    assert fresh >= ann.TARGET_RECALL - 0.02, (choice.describe(), fresh)
+    assert fresh >= ann.TARGET_RECALL - 0.01, (choice.describe(), fresh)  # 100 queries: ±0.01
     assert {trial.kind for trial in choice.trials} == set(ann.KINDS)  # 6,000 small rows fit the default budget
-    fastest = min(trial.p50_ms for trial in choice.trials if trial.recall >= ann.TARGET_RECALL)
+    fastest = min(trial.p50_ms for trial in choice.trials if trial.floor >= ann.TARGET_RECALL)
     assert choice.p50_ms <= ann.SAME_SPEED * fastest + 0.02
 
 
@@ -145,7 +145,7 @@ def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_und
     manifest = json.loads((out / gallery.MANIFEST).read_text())
     tuning = manifest["index_tuning"]
     assert manifest["index"] == tuning["kind"] in ann.KINDS
-    assert tuning["recall@10"] >= tuning["target_recall"] == ann.TARGET_RECALL
+    assert tuning["recall@10"] >= tuning["recall@10_floor"] >= tuning["target_recall"] == ann.TARGET_RECALL
     assert tuning["memory_budget"] == BUDGET and tuning["memory_bytes"] <= BUDGET
     assert sum(p.stat().st_size for p in (out / gallery.INDEX_DIR).glob("*.npy")) <= BUDGET + 4096
     assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
