@@ -249,7 +249,7 @@ _RANDOM_MODEL_WORDS = ("빨간 파란 노란 초록 자동차가 비 오는 도�
                        "고양이 강아지 바다 하늘 산 나무 집 아이 공 원 삼각형 사각형 이것은 이다").split()
 
 
-def random_model(name: str = "koclip-base", backend: str = "flax", seed: int = 0) -> KoCLIP:
+def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0) -> KoCLIP:
     """A model with the architecture of published `name` (koclip-base or koclip-large) and random
     weights, built here with no download: for timing, memory planning and tests.
 
@@ -273,15 +273,20 @@ def random_model(name: str = "koclip-base", backend: str = "flax", seed: int = 0
     else:
         tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
     processor = image_processor_for(ImageProcessorSpec("clip", config.image_size))
-    if backend == "flax":
+    if backends.pick(backend, backends.weight_count(params)) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
         implementation = backends.TorchBackend(config, convert.flax_to_torch(params))
     return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, processor)
 
 
-def load(name_or_path: str | os.PathLike, backend: str = "flax") -> KoCLIP:
-    """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder."""
+def load(name_or_path: str | os.PathLike, backend: str = "auto") -> KoCLIP:
+    """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder.
+
+    `backend`: "flax", "torch" (the PyTorch twin: the same weights, embeddings equal to 1e-4), or
+    "auto": the PyTorch twin for full-size models where PyTorch is installed, which is faster on
+    CPU, and Flax otherwise.
+    """
     if backend not in backends.BACKENDS:
         raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
     resolved = hub.resolve(name_or_path)

@@ -437,7 +437,7 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
           dtype: str = "float32", engine: str = "local", workers: int = 1,
           ann_threshold: int = gallery.ANN_THRESHOLD, memory_budget: int = ann.DEFAULT_BUDGET,
           target_recall: float = ann.TARGET_RECALL, overwrite: bool = False,
-          backend: str = "flax", progress: bool = True,
+          backend: str = "auto", progress: bool = True,
           on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Index `source` into the gallery folder `out`; returns its manifest.
 

@@ -134,3 +134,15 @@ def test_a_random_full_size_model_encodes_like_a_loaded_one():
     assert not np.allclose(texts[0], texts[1])
     with pytest.raises(koclip.KoCLIPError, match="no published architecture named 'koclip-mini'"):
         koclip.random_model("koclip-mini")
+
+
+def test_auto_runs_full_size_models_on_pytorch_where_it_can_and_small_ones_on_flax(model, monkeypatch):
+    from koclip import backends
+
+    monkeypatch.setattr(backends, "torch_usable", lambda: True)
+    assert backends.pick("auto", 425_000_000) == "torch"
+    assert backends.pick("auto", 600_000) == "flax"  # koclip-mini's size: PyTorch's import costs more
+    assert backends.pick("flax", 425_000_000) == "flax"
+    monkeypatch.setattr(backends, "torch_usable", lambda: False)  # not installed, or USE_TORCH=0 (the app)
+    assert backends.pick("auto", 425_000_000) == "flax"
+    assert model.backend.name == "flax"  # a tiny model loaded with the default
