@@ -10,6 +10,8 @@ not change the cost). One run prints:
 2. First query of each text length bucket with Flax (PyTorch compiles nothing): compiled on the
    query's path (no warm-up, as before) against after `KoCLIP.warm_up()`; and the compilations
    caused by a stream of queries of 1 to 200 tokens after warm-up.
+   And the opt-in precision="bfloat16" against float32 on PyTorch: speed and the lowest cosine
+   between their embeddings.
 3. koclip-mini: `koclip.load` + the first `classify` in a fresh process, with an empty compilation
    cache and with the one a previous process left.
 
@@ -98,47 +100,50 @@ def fresh_process_seconds(cache: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="koclip-base", choices=("koclip-base", "koclip-large"))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--images", type=int, default=64, help="the large image batch")
-    args = parser.parse_args()
-    print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")
-
-    flax_model = koclip.random_model(args.model, backend="flax")
-    torch_model = koclip.random_model(args.model, backend="torch")
-    auto = backends.pick("auto", backends.weight_count(flax_model.backend.params))
+def steady_state(name: str, repeats: int, images: list[Image.Image]) -> None:
+    flax_model = koclip.random_model(name, backend="flax")
+    torch_model = koclip.random_model(name, backend="torch")
+    auto = backends.resolve("auto", backends.weight_count(flax_model.backend.params))
     query = text_of(flax_model, 12)
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(args.images)]
-
     print(f"## 1. Steady state (koclip.load's backend=\"auto\" runs {auto} for this model here)")
     print("| workload | Flax (XLA) | PyTorch eager | NumPy floor | Flax / PyTorch | fastest / floor |")
     print("|---|---|---|---|---|---|")
-    flax_s = steady(lambda: flax_model.encode_text([query]), args.repeats)
-    torch_s = steady(lambda: torch_model.encode_text([query]), args.repeats)
-    floor_s = steady(linear_floor(flax_model, 12, args.repeats), args.repeats)
+    flax_s = steady(lambda: flax_model.encode_text([query]), repeats)
+    torch_s = steady(lambda: torch_model.encode_text([query]), repeats)
+    floor_s = steady(linear_floor(flax_model, 12, repeats), repeats)
     print(f"| text, 12 tokens | {flax_s * 1e3:.0f} ms | {torch_s * 1e3:.0f} ms | {floor_s * 1e3:.0f} ms "
           f"| {flax_s / torch_s:.2f} | {min(flax_s, torch_s) / floor_s:.2f} |", flush=True)
-    for count in sorted({1, 16, args.images}):
+    for count in sorted({1, 16, len(images)}):
         batch = images[:count]
-        flax_s = steady(lambda: flax_model.encode_image(batch), max(1, args.repeats // (2 if count > 16 else 1)))
-        torch_s = steady(lambda: torch_model.encode_image(batch), max(1, args.repeats // (2 if count > 16 else 1)))
+        times = max(1, repeats // (2 if count > 16 else 1))
+        flax_s = steady(lambda: flax_model.encode_image(batch), times)
+        torch_s = steady(lambda: torch_model.encode_image(batch), times)
         print(f"| images x{count} | {flax_s:.2f} s | {torch_s:.2f} s | – | {flax_s / torch_s:.2f} | – |", flush=True)
-    del torch_model
 
-    print("\n## 2. First query of each length bucket (s)")
-    buckets = [b for b in flax_model.text_processor.buckets if b <= 256]
-    cold = koclip.random_model(args.model, backend="flax", seed=1)
+    half = koclip.random_model(name, backend="torch", precision="bfloat16")
+    print("\n## 1b. precision=\"bfloat16\" (opt-in, PyTorch): speed and agreement with float32")
+    print("| workload | PyTorch float32 | PyTorch bfloat16 | speed-up | lowest cosine to float32 |")
+    print("|---|---|---|---|---|")
+    texts = [text_of(flax_model, n) for n in (4, 12, 30, 60)]
+    workloads = {"text, 12 tokens": (lambda m: m.encode_text([query]), lambda m: m.encode_text(texts)),
+                 f"images x{len(images)}": (lambda m: m.encode_image(images), lambda m: m.encode_image(images))}
+    for label, (work, agreement) in workloads.items():
+        full_s, half_s = steady(lambda: work(torch_model), 3), steady(lambda: work(half), 3)
+        cosine = float((agreement(torch_model) * agreement(half)).sum(axis=1).min())
+        print(f"| {label} | {full_s:.3f} s | {half_s:.3f} s | {full_s / half_s:.2f} | {cosine:.4f} |", flush=True)
+
+
+def first_queries(name: str) -> None:
+    cold = koclip.random_model(name, backend="flax", seed=1)
+    buckets = [b for b in cold.text_processor.buckets if b <= 256]
     before = {b: once(lambda: cold.encode_text([text_of(cold, b)])) for b in buckets}
-    del cold
-    warm = koclip.random_model(args.model, backend="flax", seed=2)
+    warm = koclip.random_model(name, backend="flax", seed=2)
     start = time.perf_counter()
     warm.warm_up()
     warm_up_s = time.perf_counter() - start
     after = {b: once(lambda: warm.encode_text([text_of(warm, b)])) for b in buckets}
     settled = {b: steady(lambda: warm.encode_text([text_of(warm, b)]), 2) for b in buckets}
+    print("\n## 2. First query of each length bucket, Flax (s)")
     print("| tokens | no warm-up (compiles on the query's path) | after warm_up() | steady | after / steady |")
     print("|---|---|---|---|---|")
     for b in buckets:
@@ -149,14 +154,29 @@ def main() -> None:
         warm.encode_text([text_of(warm, int(n))])
     print(f"\nwarm_up() took {warm_up_s:.0f} s (in the background after a load); then {STREAM} queries of "
           f"{lengths.min()}–{lengths.max()} tokens compiled {warm.backend.compilations - compiled} times.")
-    del warm
 
+
+def startup() -> None:
     print("\n## 3. koclip-mini: load + first classify in a fresh process")
     with tempfile.TemporaryDirectory() as cache:
         empty = fresh_process_seconds(cache)
         filled = statistics.median(fresh_process_seconds(cache) for _ in range(3))
     print(f"- empty compilation cache: {empty:.2f} s")
     print(f"- cache a previous process left: {filled:.2f} s (median of 3)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="koclip-base", choices=("koclip-base", "koclip-large"))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=64, help="the large image batch")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(args.images)]
+    steady_state(args.model, args.repeats, images)
+    first_queries(args.model)
+    startup()
 
 
 if __name__ == "__main__":

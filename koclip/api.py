@@ -249,7 +249,8 @@ _RANDOM_MODEL_WORDS = ("빨간 파란 노란 초록 자동차가 비 오는 도�
                        "고양이 강아지 바다 하늘 산 나무 집 아이 공 원 삼각형 사각형 이것은 이다").split()
 
 
-def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0) -> KoCLIP:
+def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0,
+                 precision: str = "float32") -> KoCLIP:
     """A model with the architecture of published `name` (koclip-base or koclip-large) and random
     weights, built here with no download: for timing, memory planning and tests.
 
@@ -273,19 +274,21 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     else:
         tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
     processor = image_processor_for(ImageProcessorSpec("clip", config.image_size))
-    if backends.pick(backend, backends.weight_count(params)) == "flax":
+    if backends.resolve(backend, backends.weight_count(params), precision) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
-        implementation = backends.TorchBackend(config, convert.flax_to_torch(params))
+        implementation = backends.TorchBackend(config, convert.flax_to_torch(params), precision)
     return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, processor)
 
 
-def load(name_or_path: str | os.PathLike, backend: str = "auto") -> KoCLIP:
+def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str = "float32") -> KoCLIP:
     """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder.
 
     `backend`: "flax", "torch" (the PyTorch twin: the same weights, embeddings equal to 1e-4), or
     "auto": the PyTorch twin for full-size models where PyTorch is installed, which is faster on
-    CPU, and Flax otherwise.
+    CPU, and Flax otherwise. `precision`: "float32", or "bfloat16" (PyTorch only), which halves the
+    weights' memory and is faster on CPUs with bfloat16 units; its embeddings agree with float32's
+    to a cosine of 0.99 or more.
     """
     if backend not in backends.BACKENDS:
         raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
@@ -293,5 +296,5 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto") -> KoCLIP:
     ckpt = checkpoint.read(resolved.directory)
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
     processor = checkpoint_image_processor(ckpt.directory, ckpt.config, ckpt.format)
-    backend_impl = backends.create(backend, ckpt)
+    backend_impl = backends.create(backend, ckpt, precision)
     return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, processor, ckpt.directory, resolved.info)

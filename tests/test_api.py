@@ -140,9 +140,30 @@ def test_auto_runs_full_size_models_on_pytorch_where_it_can_and_small_ones_on_fl
     from koclip import backends
 
     monkeypatch.setattr(backends, "torch_usable", lambda: True)
-    assert backends.pick("auto", 425_000_000) == "torch"
-    assert backends.pick("auto", 600_000) == "flax"  # koclip-mini's size: PyTorch's import costs more
-    assert backends.pick("flax", 425_000_000) == "flax"
+    assert backends.resolve("auto", 425_000_000) == "torch"
+    assert backends.resolve("auto", 600_000) == "flax"  # koclip-mini's size: PyTorch's import costs more
+    assert backends.resolve("flax", 425_000_000) == "flax"
     monkeypatch.setattr(backends, "torch_usable", lambda: False)  # not installed, or USE_TORCH=0 (the app)
-    assert backends.pick("auto", 425_000_000) == "flax"
+    assert backends.resolve("auto", 425_000_000) == "flax"
     assert model.backend.name == "flax"  # a tiny model loaded with the default
+
+
+def test_bfloat16_embeddings_agree_with_float32(model_dir):
+    torch = pytest.importorskip("torch")
+    full = koclip.load(model_dir, backend="torch")
+    half = koclip.load(model_dir, backend="torch", precision="bfloat16")
+    texts = ["빨간 원", "파란 삼각형과 노란 사각형", "초록 원 " * 20]
+    images = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue", "yellow")]
+    for a, b in ((full.encode_text(texts), half.encode_text(texts)), (full.encode_image(images), half.encode_image(images))):
+        np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+        assert (a * b).sum(axis=1).min() >= 0.99
+    assert {p.dtype for p in half.backend.model.parameters()} == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("backend, precision, message", [
+    ("flax", "bfloat16", 'runs on the PyTorch twin only: pass backend="torch"'),
+    ("torch", "float16", "unknown precision 'float16'"),
+])
+def test_a_precision_the_backend_cannot_run_is_refused(model_dir, backend, precision, message):
+    with pytest.raises(koclip.KoCLIPError, match=message):
+        koclip.load(model_dir, backend=backend, precision=precision)
