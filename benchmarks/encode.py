@@ -94,8 +94,11 @@ def linear_floor(model, tokens: int, repeats: int):
     return lambda: [inputs[w.shape[0]] @ w for w in kernels]
 
 
-def fresh_process_seconds(cache: str) -> float:
+def fresh_process_seconds(cache: str, use_torch: str | None) -> float:
     env = {**os.environ, "KOCLIP_COMPILATION_CACHE": cache, "HF_HUB_OFFLINE": "1"}
+    env.pop("USE_TORCH", None)
+    if use_torch is not None:
+        env["USE_TORCH"] = use_torch
     out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -157,12 +160,15 @@ def first_queries(name: str) -> None:
 
 
 def startup() -> None:
-    print("\n## 3. koclip-mini: load + first classify in a fresh process")
-    with tempfile.TemporaryDirectory() as cache:
-        empty = fresh_process_seconds(cache)
-        filled = statistics.median(fresh_process_seconds(cache) for _ in range(3))
-    print(f"- empty compilation cache: {empty:.2f} s")
-    print(f"- cache a previous process left: {filled:.2f} s (median of 3)")
+    print("\n## 3. koclip-mini: load + first classify in a fresh process (s)")
+    print("| process | empty compilation cache | the cache a previous process left (median of 3) |")
+    print("|---|---|---|")
+    for label, use_torch in (("plain (transformers imports PyTorch, which is installed)", None),
+                             ("USE_TORCH=0, as the app and the CLI set it", "0")):
+        with tempfile.TemporaryDirectory() as cache:
+            empty = fresh_process_seconds(cache, use_torch)
+            filled = statistics.median(fresh_process_seconds(cache, use_torch) for _ in range(3))
+        print(f"| {label} | {empty:.2f} | {filled:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -170,13 +176,18 @@ def main() -> None:
     parser.add_argument("--model", default="koclip-base", choices=("koclip-base", "koclip-large"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=64, help="the large image batch")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run (default: all)")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)) for _ in range(args.images)]
-    steady_state(args.model, args.repeats, images)
-    first_queries(args.model)
-    startup()
+    if "1" in parts:
+        steady_state(args.model, args.repeats, images)
+    if "2" in parts:
+        first_queries(args.model)
+    if "3" in parts:
+        startup()
 
 
 if __name__ == "__main__":

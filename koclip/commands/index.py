@@ -29,7 +29,7 @@ SOURCE is one of:
 
 The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json. Galleries of
 --ann-threshold images or more also get index/: the approximate index (IVF or plain 4-bit PQ
-fast scan, or an HNSW graph) that searched fastest on 200 of the gallery's own rows (and their
+fast scan, or an HNSW graph) that searched fastest on 500 of the gallery's own rows (and their
 captions, as text queries, where the source has captions) while reaching --target-recall, among
 those that fit --memory-budget. The choice and its measured recall are printed and kept in
 manifest.json. Images that cannot be read are skipped and listed in the manifest. An interrupted
