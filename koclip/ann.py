@@ -64,7 +64,7 @@ TRAIN_ROWS = 65_536  # at most this many rows train a quantiser
 KMEANS_ITERATIONS = 10
 ADD_ROWS = 1 << 16  # rows converted to float32 and added at a time, bounding the copy
 _SCORES_PER_STEP = 1 << 24  # rows x queries scored at once by exact search, bounding the score matrix
-DEFAULT_BUDGET = 2 << 30
+DEFAULT_BUDGET = 2 << 30  # bytes: beside a full-size model, well within a 16 GB machine
 SAME_SPEED = 1.25  # median latencies within this factor (plus 20 µs) count as equal when choosing
 
 
@@ -374,13 +374,18 @@ class HNSWGraph:
     def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
              vectors: np.ndarray | None = None) -> HNSWGraph:
         faiss = import_faiss()
-        neighbors, offsets = np.asarray(arrays["neighbors"]), np.asarray(arrays["offsets"])
-        levels = np.asarray(arrays["levels"])
-        if (offsets[0] != 0 or offsets[-1] != len(neighbors) or np.any(np.diff(offsets.astype(np.int64)) < 0)
-                or (len(neighbors) and (neighbors.min() < -1 or neighbors.max() >= count))
-                or (count and (levels.min() < 1 or levels.max() > params["max_level"] + 1))
-                or len(arrays["cum_nneighbor_per_level"]) < params["max_level"] + 2
-                or not 0 <= params["entry_point"] < max(count, 1) or params["ef_search"] < 1):
+        neighbors, offsets = np.asarray(arrays["neighbors"]), np.asarray(arrays["offsets"]).astype(np.int64)
+        levels, cumulative = np.asarray(arrays["levels"]), np.asarray(arrays["cum_nneighbor_per_level"]).astype(np.int64)
+        m, top_level = params["neighbours"], params["max_level"]
+        # faiss trusts every one of these: each row's links must sit where its level says they are.
+        fits = (m >= 1 and params["ef_search"] >= 1 and len(cumulative) >= top_level + 2
+                and cumulative[0] == 0 and cumulative[1] == 2 * m and np.all(np.diff(cumulative) == np.r_[2 * m, [m] * (len(cumulative) - 2)])
+                and (count == 0 or (levels.min() >= 1 and levels.max() <= top_level + 1
+                                    and np.array_equal(np.diff(offsets), cumulative[levels])))
+                and offsets[0] == 0 and offsets[-1] == len(neighbors)
+                and (len(neighbors) == 0 or (neighbors.min() >= -1 and neighbors.max() < count))
+                and 0 <= params["entry_point"] < max(count, 1))
+        if not fits:
             raise GalleryError("the index's graph does not fit the gallery; re-index this gallery")
         index = faiss.IndexHNSWFlat(dim, params["neighbours"], faiss.METRIC_INNER_PRODUCT)
         graph = index.hnsw

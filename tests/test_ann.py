@@ -201,3 +201,23 @@ def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_pat
         return
     with pytest.raises(GalleryError, match=message):
         gallery.Gallery.open(out)
+
+
+@pytest.mark.parametrize("damage", ["links out of place", "a link to a row that is not there", "another M"])
+def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
+    graph = ann.HNSWGraph.train(vectors[:2_000])
+    ann.save(graph, tmp_path)
+    params = graph.params()
+    folder = tmp_path / gallery.INDEX_DIR
+    if damage == "links out of place":  # faiss would read another row's links, or past the array
+        offsets = np.load(folder / "offsets.npy")
+        offsets[1:-1] += 1
+        np.save(folder / "offsets.npy", offsets)
+    elif damage == "a link to a row that is not there":
+        neighbors = np.load(folder / "neighbors.npy")
+        neighbors[5] = 2_000
+        np.save(folder / "neighbors.npy", neighbors)
+    else:
+        params["neighbours"] = 16
+    with pytest.raises(GalleryError, match="graph does not fit"):
+        ann.load(tmp_path, ann.HNSW, params, 2_000, DIM, vectors[:2_000])
