@@ -20,8 +20,8 @@ swept, and the configuration with the lowest median latency whose recall@10 reac
 wins (of configurations about as fast, the one with the most recall). The target is held against
 recall's lower bound (two standard errors under the held-out mean), so that it holds for queries
 to come, not only for the held-out rows. Recall counts a returned row as found when its score
-reaches the tenth true score, as ann-benchmarks does, so that rows tied with a true neighbour are
-not counted as misses.
+reaches the tenth true score less 0.001, as ann-benchmarks counts it, so that rows tied with a true
+neighbour are not counted as misses.
 
 An index is stored as plain .npy arrays in the gallery's `index/` folder, never as pickles or
 faiss's own format: each is memory-mapped (so a header cannot claim more than the file holds)
@@ -55,6 +55,8 @@ TIMED = 200  # of them, how many are timed one by one
 CONFIDENCE = 2.0  # standard errors: recall must reach the target at its lower bound (about 97.5%)
 MIN_ROWS = 1_000  # below this, exact search takes well under a millisecond
 RERANKS = (10, 20, 50, 100, 200, 400, 1000)
+MAX_RERANK = 100_000  # what a manifest may ask for
+TIE = 1e-3  # a returned row this close under the k-th true score counts as found
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 EF_SEARCHES = (16, 32, 64, 128, 256, 512, 1024)
 HNSW_NEIGHBOURS = 32
@@ -178,6 +180,8 @@ def _check(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, .
         if not fits:
             found = "missing" if array is None else f"{array.shape} {array.dtype}"
             raise GalleryError(f"{where}/{name}.npy is {found}, not {shape or '(any,)'} {dtype}; re-index this gallery")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise GalleryError(f"{where}/{name}.npy holds values that are not numbers; re-index this gallery")
 
 
 def _check_params(params: Any, names: tuple[str, ...], where: str) -> None:
@@ -448,10 +452,20 @@ def load(folder: Path, kind: str, params: dict[str, Any], count: int, dim: int, 
     cls = LOADERS[kind]
     _check_params(params, cls.PARAMS, str(folder / "manifest.json"))
     try:
-        arrays = {path.stem: np.load(path, mmap_mode="r", allow_pickle=False) for path in sorted(where.glob("*.npy"))}
         expected = cls.expected(count, dim, params)
-    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
-        raise GalleryError(f"{where} is missing or damaged ({exc}); re-index this gallery") from None
+    except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:
+        raise GalleryError(f"{folder / 'manifest.json'} gives the index parameters that do not fit ({exc}); "
+                           "re-index this gallery") from None
+    arrays = {}
+    for name in expected:
+        path = where / f"{name}.npy"
+        if not path.is_file():
+            continue  # _check names what is missing
+        try:
+            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            reason = "it holds Python objects" if "allow_pickle" in str(exc) or "Python objects" in str(exc) else str(exc)
+            raise GalleryError(f"{path} is damaged ({reason}); re-index this gallery") from None
     _check(arrays, expected, str(where))
     if kind == HNSW:
         return cls.load(arrays, count, dim, params, vectors)
@@ -479,10 +493,11 @@ class Trial:
 
 
 def shares(found: list[list[Hit]], truth: list[list[Hit]], k: int = K) -> np.ndarray:
-    """Per query, the share of the k returned rows whose score reaches the k-th true score."""
+    """Per query, the share of the k returned rows whose score reaches the k-th true score, less
+    TIE (ann-benchmarks' epsilon, on cosine distance)."""
     out = []
     for hits, true in zip(found, truth):
-        threshold = true[min(k, len(true)) - 1].score - 1e-6
+        threshold = true[min(k, len(true)) - 1].score - TIE
         out.append(sum(hit.score >= threshold for hit in hits[:k]) / min(k, len(true)))
     return np.asarray(out, np.float64)
 
@@ -573,8 +588,17 @@ class Choice(Trial):
         rerank = f", {self.rerank} rescored" if self.kind != EXACT else ""
         how = f" ({settings}{rerank})" if settings or rerank else ""
         captions = f" and {self.captions} of their captions" if self.captions else ""
-        return (f"{self.kind}{how}: recall@10 {self.recall:.3f} on {self.held_out} held-out rows{captions}, "
-                f"p50 {self.p50_ms:.2f} ms, {self.memory / 2**20:,.1f} MiB in memory")
+        return (f"{self.kind}{how}: recall@10 {self.recall:.3f} (at least {self.floor:.3f} for new queries, with "
+                f"97.5% confidence) on {self.held_out} held-out rows{captions}, "
+                f"p50 {self.p50_ms:.2f} ms, {size_text(self.memory)} in memory")
+
+
+def size_text(count: int) -> str:
+    """Bytes for a reader: 512 B, 300.0 KiB, 74.5 MiB, 2.0 GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count} B"
 
 
 def parse_size(text: str) -> int:
@@ -586,7 +610,7 @@ def parse_size(text: str) -> int:
         value = float(cleaned[: len(cleaned) - len(unit)])
     except ValueError:
         raise KoCLIPError(f"{text!r} is not a size such as 512M or 2G") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or int(value * units[unit]) < 1:
         raise KoCLIPError(f"{text!r} is not a positive size")
     return int(value * units[unit])
 
@@ -634,7 +658,7 @@ def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TA
         log(f"  tuning queries: {len(queries)} held-out rows" + (f" and {len(texts)} of their captions" if len(texts) else ""))
     for kind, (memory, build) in builders.items():
         if memory > budget:
-            log(f"  {kind}: skipped, needs about {memory / 2**20:,.0f} MiB of the {budget / 2**20:,.0f} MiB budget")
+            log(f"  {kind}: skipped, needs about {size_text(memory)}, over the {size_text(budget)} budget")
             continue
         start = time.perf_counter()
         index = build(vectors, rest)
@@ -658,5 +682,6 @@ def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TA
         return (trial.floor >= target, -trial.p50_ms if trial.floor >= target else trial.floor)
 
     per_kind = {trial.kind: max((t for t in trials if t.kind == trial.kind), key=merit) for trial in trials}
+    per_kind[best.kind] = best
     return Choice(**vars(best), budget=budget, target=target, held_out=len(rows),
                   captions=len(sets[1][0]) if len(sets) > 1 else 0, trials=list(per_kind.values()), index=index)

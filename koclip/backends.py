@@ -12,7 +12,7 @@ import numpy as np
 from koclip import convert, settings
 from koclip.checkpoint import Checkpoint
 from koclip.config import KoCLIPConfig
-from koclip.errors import KoCLIPError
+from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.model import DualEncoder, param_shapes
 
 BACKENDS = ("auto", "flax", "torch")
@@ -81,6 +81,12 @@ class TorchBackend:
                 "(the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
             ) from None
 
+        if not torch_usable():
+            raise KoCLIPError(
+                'backend="torch" cannot run in this process: transformers was told not to use PyTorch (USE_TORCH=0, '
+                "which must be unset before transformers is first imported); use the Flax backend, or start a "
+                "process without it"
+            )
         from koclip.torch_model import TorchDualEncoder
 
         self.torch = torch
@@ -136,15 +142,15 @@ def resolve(backend: str, weights: int, precision: str = "float32") -> str:
     25% and images about 10% faster than XLA: benchmarks/encode.py) and for bfloat16, where PyTorch
     can run; else Flax, which small models keep (PyTorch's import costs more than all their queries)."""
     if precision not in PRECISIONS:
-        raise KoCLIPError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise InvalidInputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if backend == "auto":
         wants_torch = weights >= SMALL_MODEL or precision != "float32"
         backend = "torch" if wants_torch and torch_usable() else "flax"
         if precision != "float32" and backend != "torch":
-            raise KoCLIPError(f'precision="{precision}" needs the PyTorch twin, which cannot run here: PyTorch is '
-                              "not installed, or USE_TORCH=0 forbids transformers to use it")
+            raise InvalidInputError(f'precision="{precision}" needs the PyTorch twin, which cannot run here: PyTorch '
+                                    "is not installed, or USE_TORCH=0 forbids transformers to use it")
     if precision != "float32" and backend != "torch":
-        raise KoCLIPError(f'precision="{precision}" runs on the PyTorch twin only: pass backend="torch"')
+        raise InvalidInputError(f'precision="{precision}" runs on the PyTorch twin only: pass backend="torch"')
     return backend
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import CLIPVisionConfig, PretrainedConfig, RobertaConfig, ViTConfig
 
-from koclip.errors import KoCLIPError
+from koclip.errors import KoCLIPError, UnknownModelError
 
 # The `model_type` strings each format may use for its towers.
 CLIP_VISION_TYPES = ("clip", "clip_vision_model")
@@ -163,5 +163,6 @@ def published_architecture(name: str) -> KoCLIPConfig:
                                           intermediate_size=4096, patch_size=16, image_size=224),
     }
     if name not in visions:
-        raise KoCLIPError(f"no published architecture named {name!r}; choose {' or '.join(visions)}")
+        trained = " (koclip-mini ships trained: koclip.load(\"koclip-mini\"))" if name == "koclip-mini" else ""
+        raise UnknownModelError(f"no published architecture named {name!r}; choose {' or '.join(visions)}{trained}")
     return KoCLIPConfig(text, visions[name](), projection_dim=512, text_positions=POSITIONS_FROM_ZERO)

@@ -148,8 +148,11 @@ class Gallery:
         index = None
         if manifest["index"] != EXACT:
             tuning = manifest.get("index_tuning")
-            if not isinstance(tuning, dict) or not isinstance(tuning.get("rerank"), int) or tuning["rerank"] < 1:
+            if not isinstance(tuning, dict):
                 raise GalleryError(f"{directory / MANIFEST} lacks the index's tuning; re-index this gallery")
+            rerank = tuning.get("rerank")
+            if not isinstance(rerank, int) or isinstance(rerank, bool) or not 1 <= rerank <= ann.MAX_RERANK:
+                raise GalleryError(f"{directory / MANIFEST} gives the index's rerank as {rerank!r}; re-index this gallery")
             index = ann.load(directory, manifest["index"], tuning.get("params"), count, dim, vectors)
         return cls(directory, manifest, vectors, index)
 
@@ -170,10 +173,12 @@ class Gallery:
         if not np.isfinite(batch).all():
             raise InvalidInputError("the query vector holds values that are not numbers")
         self.check_unchanged()
+        k = min(int(k), len(self))
         if len(self) == 0:
             hits: list[list[Hit]] = [[] for _ in batch]
-        elif self.index is not None:
-            candidates = self.index.candidates(batch, max(self.rerank, k))
+        elif self.index is not None and k <= self.rerank:
+            # More rows than the index was tuned to rescore would come back incomplete: exact search.
+            candidates = self.index.candidates(batch, self.rerank)
             hits = ann.rescore(self.vectors, batch, candidates, k)
         else:
             hits = exact_search(self.vectors, batch, k)

@@ -370,7 +370,7 @@ class Job:
         tuning = None
         if len(rows) >= max(ann_threshold, ann.MIN_ROWS):
             final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
-            log(f"choosing a search index for {len(rows):,} rows (memory budget {memory_budget / 2**20:,.0f} MiB, "
+            log(f"choosing a search index for {len(rows):,} rows (memory budget {ann.size_text(memory_budget)}, "
                 f"target recall@10 {target_recall})")
             choice = ann.choose(final, memory_budget, target_recall, log=log,
                                 texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]))

@@ -151,7 +151,8 @@ def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_und
     assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
     assert "hnsw: skipped" in result.stderr
     assert tuning["held_out"] == tuning["caption_queries"] == 120  # scenes have captions: text queries too
-    assert f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f} on 120 held-out rows" in result.stdout
+    assert (f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} "
+            "for new queries, on 120 held-out rows and 120 of their captions") in result.stdout
     opened = gallery.Gallery.open(out)
     assert (opened.index is None) == (manifest["index"] == ann.EXACT)
     rows = [3, 600, 1_199]
@@ -190,7 +191,13 @@ def claim_gigabytes(out, manifest):
     (lambda out, m: m["index_tuning"]["params"].update(nprobe=10_000), "do not fit its parameters"),
     (lambda out, m: m["index_tuning"]["params"].update(nlist=7), r"coarse.npy is \(\d+, \d+\) float32, not \(7, \d+\)"),
     (lambda out, m: m.update(index="pq256x4"), "no longer reads"),
-    (lambda out, m: m["index_tuning"].pop("rerank"), "lacks the index's tuning"),
+    (lambda out, m: m["index_tuning"].pop("rerank"), "gives the index's rerank as None"),
+    (lambda out, m: m["index_tuning"].update(rerank=10**12), "rerank as 1000000000000"),
+    (lambda out, m: m.pop("index_tuning"), "lacks the index's tuning"),
+    (lambda out, m: np.save(out / gallery.INDEX_DIR / "coarse.npy", np.full_like(np.load(out / gallery.INDEX_DIR / "coarse.npy"), np.nan)),
+     "coarse.npy holds values that are not numbers"),
+    (lambda out, m: np.save(out / gallery.INDEX_DIR / "codes.npy", np.array([{"a": 1}]), allow_pickle=True),
+     "codes.npy is damaged \\(it holds Python objects\\)"),
     (claim_gigabytes, "damaged"),
 ])
 def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_path, change, message):
@@ -221,3 +228,12 @@ def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
         params["neighbours"] = 16
     with pytest.raises(GalleryError, match="graph does not fit"):
         ann.load(tmp_path, ann.HNSW, params, 2_000, DIM, vectors[:2_000])
+
+
+def test_more_results_than_the_index_rescores_come_from_exact_search(large_gallery, tmp_path):
+    opened = gallery.Gallery.open(damaged_copy(large_gallery, tmp_path, lambda out, manifest: None))  # IVF-PQ
+    query = np.asarray(opened.vectors[11])
+    assert opened.index is not None and opened.rerank < 1_000
+    every = opened.search_vectors(query, k=10**12)  # more than the gallery holds: all of it, ranked
+    assert len(every) == len(opened) == 1_200
+    assert [hit.index for hit in every] == [hit.index for hit in gallery.exact_search(opened.vectors, query[None], 1_200)[0]]

@@ -167,3 +167,11 @@ def test_bfloat16_embeddings_agree_with_float32(model_dir):
 def test_a_precision_the_backend_cannot_run_is_refused(model_dir, backend, precision, message):
     with pytest.raises(koclip.KoCLIPError, match=message):
         koclip.load(model_dir, backend=backend, precision=precision)
+
+
+def test_the_torch_backend_says_why_it_cannot_run_where_transformers_may_not_use_pytorch(model_dir, monkeypatch):
+    from koclip import backends
+
+    monkeypatch.setattr(backends, "torch_usable", lambda: False)  # as under USE_TORCH=0
+    with pytest.raises(koclip.KoCLIPError, match="USE_TORCH=0"):
+        koclip.load(model_dir, backend="torch")

@@ -36,7 +36,7 @@ def _bounded(convert: Callable[[str], Any], kind: str, low, high, above: bool) -
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if (value <= low if above else value < low) or (high is not None and value > high):
             if high is not None:
-                bound = f"between {low} and {high}"
+                bound = f"more than {low} and at most {high}" if above else f"between {low} and {high}"
             else:
                 bound = f"more than {low}" if above else f"at least {low}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")

@@ -128,7 +128,8 @@ def main(args: argparse.Namespace) -> int:
     note = f", skipped {skipped} unreadable (listed in manifest.json)" if skipped else ""
     tuning = manifest.get("index_tuning")
     captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
-    measured = (f": recall@10 {tuning['recall@10']:.3f} on {tuning['held_out']} held-out rows{captions}, "
+    measured = (f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
+                f"on {tuning['held_out']} held-out rows{captions}, "
                 f"p50 {tuning['p50_ms']:.2f} ms") if tuning else ""
     print(f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
           f"({manifest['index']} search{measured}{note})")
