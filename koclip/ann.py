@@ -47,6 +47,7 @@ from koclip.atomic import write_atomic
 from koclip.errors import GalleryError, KoCLIPError
 
 EXACT, PQ_SCAN, IVF_PQ, HNSW = "exact", "pq-scan", "ivf-pq", "hnsw"
+INDEX_DIR = "index"  # the gallery's folder of index arrays
 KINDS = (EXACT, PQ_SCAN, IVF_PQ, HNSW)
 K = 10  # recall is measured at 10, the demo's and the CLI's default
 TARGET_RECALL = 0.95
@@ -184,10 +185,10 @@ def _check(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, .
             raise GalleryError(f"{where}/{name}.npy holds values that are not numbers; re-index this gallery")
 
 
-def _check_params(params: Any, names: tuple[str, ...], where: str) -> None:
+def _check_params(params: Any, names: tuple[str, ...], where: str, low: int = 0, high: int = 1 << 24) -> None:
     for name in names:
         value = params.get(name) if isinstance(params, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1 << 24:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise GalleryError(f"{where} gives the index's {name} as {value!r}; re-index this gallery")
 
 
@@ -231,7 +232,8 @@ class PQScan:
         return {"centroids": ((m, 16, dim // m), "float32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
     @classmethod
-    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int]) -> PQScan:
+    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
+             vectors: np.ndarray) -> PQScan:
         return cls(arrays["centroids"], arrays["codes"], dim)
 
     def params(self) -> dict[str, int]:
@@ -319,7 +321,8 @@ class IVFPQ:
                 "lists": ((count,), "int32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
     @classmethod
-    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int]) -> IVFPQ:
+    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
+             vectors: np.ndarray) -> IVFPQ:
         lists = np.asarray(arrays["lists"])
         if len(lists) and (lists.min() < 0 or lists.max() >= params["nlist"]) or not 1 <= params["nprobe"] <= params["nlist"]:
             raise GalleryError("the index's lists do not fit its parameters; re-index this gallery")
@@ -376,7 +379,7 @@ class HNSWGraph:
 
     @classmethod
     def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
-             vectors: np.ndarray | None = None) -> HNSWGraph:
+             vectors: np.ndarray) -> HNSWGraph:
         faiss = import_faiss()
         neighbors, offsets = np.asarray(arrays["neighbors"]), np.asarray(arrays["offsets"]).astype(np.int64)
         levels, cumulative = np.asarray(arrays["levels"]), np.asarray(arrays["cum_nneighbor_per_level"]).astype(np.int64)
@@ -433,7 +436,7 @@ LOADERS = {PQ_SCAN: PQScan, IVF_PQ: IVFPQ, HNSW: HNSWGraph}
 
 def save(index, folder: Path) -> None:
     """The index's arrays as index/<name>.npy in the gallery `folder`, each written atomically."""
-    target = folder / "index"
+    target = folder / INDEX_DIR
     target.mkdir(parents=True, exist_ok=True)
     for name, array in index.arrays.items():
         buffer = io.BytesIO()
@@ -441,20 +444,19 @@ def save(index, folder: Path) -> None:
         write_atomic(target / f"{name}.npy", buffer.getvalue())
 
 
-def load(folder: Path, kind: str, params: dict[str, Any], count: int, dim: int, vectors: np.ndarray):
-    """The gallery's index, rebuilt from its arrays once each has the shape the manifest implies."""
-    where = folder / "index"
-    if kind not in LOADERS:
-        raise GalleryError(
-            f"{folder} has an index of kind {kind!r}, which this koclip does not read (it reads "
-            f"{', '.join(KINDS)}); re-index this gallery"
-        )
-    cls = LOADERS[kind]
-    _check_params(params, cls.PARAMS, str(folder / "manifest.json"))
+def load(folder: Path, kind: str, tuning: Any, count: int, dim: int, vectors: np.ndarray):
+    """The gallery's approximate index of `kind` (read_manifest has checked it is one of KINDS), rebuilt
+    from its arrays once the manifest's `tuning` (Choice.manifest) and every array are checked."""
+    where, manifest = folder / INDEX_DIR, str(folder / "manifest.json")
+    if not isinstance(tuning, dict):
+        raise GalleryError(f"{manifest} lacks the index's tuning; re-index this gallery")
+    _check_params(tuning, ("rerank",), manifest, 1, MAX_RERANK)
+    cls, params = LOADERS[kind], tuning.get("params")
+    _check_params(params, cls.PARAMS, manifest)
     try:
         expected = cls.expected(count, dim, params)
     except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:
-        raise GalleryError(f"{folder / 'manifest.json'} gives the index parameters that do not fit ({exc}); "
+        raise GalleryError(f"{manifest} gives the index parameters that do not fit ({exc}); "
                            "re-index this gallery") from None
     arrays = {}
     for name in expected:
@@ -467,9 +469,7 @@ def load(folder: Path, kind: str, params: dict[str, Any], count: int, dim: int, 
             reason = "it holds Python objects" if "allow_pickle" in str(exc) or "Python objects" in str(exc) else str(exc)
             raise GalleryError(f"{path} is damaged ({reason}); re-index this gallery") from None
     _check(arrays, expected, str(where))
-    if kind == HNSW:
-        return cls.load(arrays, count, dim, params, vectors)
-    return cls.load(arrays, count, dim, params)
+    return cls.load(arrays, count, dim, params, vectors)
 
 
 # ---------------------------------------------------------------- choosing

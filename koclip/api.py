@@ -264,8 +264,7 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     from koclip.registry import KLUE_TOKENIZER
     from koclip.tokenizer import train_wordpiece
 
-    if backend not in backends.BACKENDS:
-        raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+    backends.check(backend, precision)  # before the weights: koclip-base has 425M to initialise
     config = published_architecture(name)
     params = init_params(config, seed)
     cached = hub.cached(KLUE_TOKENIZER, hub.TOKENIZER_FILES)
@@ -290,8 +289,7 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
     weights' memory and is faster on CPUs with bfloat16 units; its embeddings agree with float32's
     to a cosine of 0.9999 on koclip-base's shapes (0.99 at the least, which the tests hold it to).
     """
-    if backend not in backends.BACKENDS:
-        raise InvalidInputError(f"unknown backend {backend!r}; choose one of {', '.join(backends.BACKENDS)}")
+    backends.check(backend, precision)
     resolved = hub.resolve(name_or_path)
     ckpt = checkpoint.read(resolved.directory)
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))

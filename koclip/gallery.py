@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 METADATA = "metadata.jsonl"
 THUMBS = "thumbs"
-INDEX_DIR = "index"
+INDEX_DIR = ann.INDEX_DIR
 EXACT = ann.EXACT
 DTYPES = ("float32", "float16")
 ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index, chosen by measurement
@@ -113,7 +113,7 @@ class Gallery:
         self.manifest = manifest
         self.vectors = vectors
         self.index = index  # an approximate index (koclip.ann), or None for exact search
-        self.rerank = int(manifest.get("index_tuning", {}).get("rerank", 0)) if index is not None else 0
+        self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by ann.load
         self._metadata: list[dict[str, Any]] | None = None
         self._signature = signature(path)
 
@@ -147,13 +147,7 @@ class Gallery:
             )
         index = None
         if manifest["index"] != EXACT:
-            tuning = manifest.get("index_tuning")
-            if not isinstance(tuning, dict):
-                raise GalleryError(f"{directory / MANIFEST} lacks the index's tuning; re-index this gallery")
-            rerank = tuning.get("rerank")
-            if not isinstance(rerank, int) or isinstance(rerank, bool) or not 1 <= rerank <= ann.MAX_RERANK:
-                raise GalleryError(f"{directory / MANIFEST} gives the index's rerank as {rerank!r}; re-index this gallery")
-            index = ann.load(directory, manifest["index"], tuning.get("params"), count, dim, vectors)
+            index = ann.load(directory, manifest["index"], manifest.get("index_tuning"), count, dim, vectors)
         return cls(directory, manifest, vectors, index)
 
     def __len__(self) -> int:

@@ -79,7 +79,7 @@ def test_each_kind_finds_the_true_neighbours_and_survives_a_save_and_a_load(kind
     assert all(abs(h.score - float(vectors[h.index] @ q)) < 1e-5 for hits, q in zip(found, queries) for h in hits)
 
     ann.save(index, tmp_path)
-    loaded = ann.load(tmp_path, kind, index.params(), len(vectors), DIM, vectors)
+    loaded = ann.load(tmp_path, kind, {"params": index.params(), "rerank": 200}, len(vectors), DIM, vectors)
     assert np.array_equal(loaded.candidates(queries, 50), index.candidates(queries, 50))
 
 
@@ -227,7 +227,7 @@ def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
     else:
         params["neighbours"] = 16
     with pytest.raises(GalleryError, match="graph does not fit"):
-        ann.load(tmp_path, ann.HNSW, params, 2_000, DIM, vectors[:2_000])
+        ann.load(tmp_path, ann.HNSW, {"params": params, "rerank": ann.K}, 2_000, DIM, vectors[:2_000])
 
 
 def test_more_results_than_the_index_rescores_come_from_exact_search(large_gallery, tmp_path):
