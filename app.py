@@ -1,18 +1,21 @@
-"""The KoCLIP demo: `streamlit run app.py`. Navigation and the model picker; each demo is a file in pages/."""
+"""The KoCLIP demo: `streamlit run app.py`.
+
+The server runs demo/navigation.py for every page view. As the server starts, before any visitor
+arrives, the default model begins to load and compile in the background, so the first visitor
+waits for what is left of that, if anything.
+"""
+
+import contextlib
 
 import streamlit as st
 
 from demo import models
 
-st.set_page_config(page_title="KoCLIP", page_icon=":material/image_search:", layout="wide")
-navigation = st.navigation(
-    [
-        st.Page("pages/intro.py", title="Intro", icon=":material/home:", default=True),
-        st.Page("pages/image_to_text.py", title="Image → Text", icon=":material/label:"),
-        st.Page("pages/text_to_image.py", title="Text → Image", icon=":material/image_search:"),
-        st.Page("pages/text_to_patch.py", title="Text → Patch", icon=":material/grid_view:"),
-    ]
-)
-models.model_picker()
-models.preload()  # on any page, so the model is ready, or nearly, when a demo asks for it
-navigation.run()
+
+@contextlib.asynccontextmanager
+async def start_loading(_app):
+    models.preload_default()
+    yield
+
+
+app = st.App("demo/navigation.py", lifespan=start_loading)

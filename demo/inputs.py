@@ -15,10 +15,9 @@ import streamlit as st
 from PIL import Image
 
 import koclip
-from koclip import webimage
+from koclip import scenes, webimage
 from koclip.api import word_list
 from koclip.errors import KoCLIPError
-
 
 # ---------------------------------------------------------------- images
 
@@ -27,6 +26,12 @@ from koclip.errors import KoCLIPError
 def photo(name: str) -> Image.Image:
     """A scikit-image sample photo (astronaut, coffee, chelsea, rocket): shipped with it, no download."""
     return Image.fromarray(getattr(skimage.data, name)())
+
+
+@st.cache_resource(show_spinner=False)
+def board(seed: int) -> scenes.Scene:
+    """Generated board number `seed`: a grid of scenes, one object in each cell (scenes.composite)."""
+    return scenes.composite(seed)
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=32)  # reruns must not fetch the URL again

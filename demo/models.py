@@ -1,8 +1,9 @@
 """The model picker and the server's models.
 
-A server loads each model once, on a background thread, as soon as the first visitor arrives (on
-any page), and then compiles it for every input shape a query can take (`KoCLIP.warm_up`). A page
-that needs the model waits only for what is not done yet.
+A server loads each model once, on a background thread: the default model as the server starts
+(app.py), any other as soon as a visitor picks it (on any page); and then compiles it for every
+input shape a query can take (`KoCLIP.warm_up`). A page that needs the model waits only for what is
+not done yet.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class ServerModels:
         threading.Thread(target=self._load, args=(name, future), name=f"load {name}", daemon=True).start()
         return future
 
+    def loading(self) -> list[str]:
+        """The models loaded or being loaded, least recently asked for first."""
+        with self._lock:
+            return list(self._loads)
+
     def _load(self, name: str, future: Future) -> None:
         try:
             model = koclip.load(name)
@@ -116,11 +122,18 @@ def default_model() -> str:
     return "koclip-base" if availability("koclip-base") in (READY, DOWNLOAD) else "koclip-mini"
 
 
-def preload() -> None:
-    """Start loading the session's model, unless it is not here to load (it would download)."""
-    name = picked()
+def preload(name: str | None = None) -> None:
+    """Start loading `name` (default: the session's model), unless it is not here to load (it would
+    download)."""
+    name = name or picked()
     if availability(name) == READY:
         server_models().get(name)
+
+
+def preload_default() -> None:
+    """As the server starts, before any visitor: load the default model on a thread of its own (finding
+    the default may wait on the Hub)."""
+    threading.Thread(target=lambda: preload(default_model()), name="preload", daemon=True).start()
 
 
 def _describe(name: str) -> str:

@@ -8,7 +8,6 @@ from functools import partial
 
 import streamlit as st
 
-import demo
 from demo import inputs, models
 from koclip import DEFAULT_TEMPLATE, scenes
 
@@ -42,7 +41,6 @@ def parse_labels(text: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in re.split(r"[,\n]", text) if part.strip()))
 
 
-demo.through_app()
 st.title("Image → Text")
 st.caption("Zero-shot classification: which of your labels fits the image best?")
 model = models.current_model()

@@ -8,12 +8,10 @@ import re
 
 import streamlit as st
 
-import demo
 from koclip.settings import APP_ROOT
 
 IMAGE_LINE = re.compile(r"^!\[(.*)\]\((.+)\)[ \t]*$", re.MULTILINE)
 
-demo.through_app()
 # With two groups, split gives: text, caption, path, text, caption, path, ..., text.
 parts = IMAGE_LINE.split((APP_ROOT / "intro.md").read_text(encoding="utf-8"))
 for text, caption, path in zip(parts[::3], parts[1::3] + [None], parts[2::3] + [None]):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-import demo
-from demo import inputs, models, results
+from demo import galleries, inputs, models, results
 from koclip import builds, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
 
@@ -24,32 +23,6 @@ GRID_COLUMNS = 5
 MAX_K = 20
 MAX_OWN_PHOTOS = 24
 OWN = "own"  # the gallery key of this session's uploaded photos
-
-
-@st.cache_resource(show_spinner=False)
-def server_builds() -> builds.Builds:
-    """The gallery builds of this server, shared by every session."""
-    return builds.Builds()
-
-
-@st.cache_resource(show_spinner="Opening the gallery…", max_entries=16)
-def _open_gallery(path: str, signature) -> gallery.Gallery:
-    return gallery.Gallery.open(path)
-
-
-def open_gallery(path: str) -> gallery.Gallery:
-    """The gallery at `path`, opened once per version of its files: a re-indexed gallery is reopened."""
-    return _open_gallery(path, gallery.signature(Path(path)))
-
-
-def disk_galleries(model_name: str) -> dict[str, str]:
-    """Finished galleries of `model_name`: path → label."""
-    found = {}
-    for root in settings.gallery_roots():
-        for path in gallery.list_galleries(root, model_name):
-            count = gallery.read_manifest(path)["count"]
-            found[str(path)] = f"{path.name} ({count:,} images)"
-    return found
 
 
 def own_gallery(model) -> gallery.Gallery | None:
@@ -100,19 +73,19 @@ def build_progress(build: builds.Build, what: str) -> None:
 
 def start_samples(model) -> builds.Build:
     out = settings.embeddings_dir() / f"{model.name}-samples"
-    return server_builds().start(out, samples.SampleSource(), model, batch_size=16)
+    return galleries.server_builds().start(out, samples.SampleSource(), model, batch_size=16)
 
 
 def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
     source = indexing.DatasetSource(dataset.name, dataset.split, dataset.image_column, dataset.caption_column)
-    return server_builds().start(settings.embeddings_dir() / dataset.folder_name(model.name), source, model)
+    return galleries.server_builds().start(settings.embeddings_dir() / dataset.folder_name(model.name), source, model)
 
 
 def collections_panel(model, have_gallery: bool) -> None:
     """Ways to get something to search: sample photos, a Hub dataset, the visitor's own photos."""
     dataset = settings.gallery_dataset()
     dataset_out = settings.embeddings_dir() / dataset.folder_name(model.name)
-    if (dataset_out / indexing.PARTIAL).is_dir() and server_builds().get(dataset_out) is None:
+    if (dataset_out / indexing.PARTIAL).is_dir() and galleries.server_builds().get(dataset_out) is None:
         start_dataset(model, dataset)  # a build stopped by a restart: carry on where it was
     with st.expander("Add photos to search", expanded=not have_gallery, icon=":material/add_photo_alternate:"):
         sample_tab, hub_tab, own_tab = st.tabs(["Sample photos", "A collection from the Hub", "Your photos"])
@@ -122,7 +95,7 @@ def collections_panel(model, have_gallery: bool) -> None:
                 f"{len(photos)} real photos that ship inside the installed Python packages (scikit-image, "
                 f"scikit-learn, …), encoded with {model.name} once and then kept for every visitor."
             )
-            build = server_builds().get(settings.embeddings_dir() / f"{model.name}-samples")
+            build = galleries.server_builds().get(settings.embeddings_dir() / f"{model.name}-samples")
             if build is not None and build.status.running:
                 build_progress(build, "Sample photos")
             elif st.button("Encode the sample photos", key="t2i_build_samples"):
@@ -135,7 +108,7 @@ def collections_panel(model, have_gallery: bool) -> None:
                 "A Space operator picks the dataset with the `KOCLIP_GALLERY_DATASET` and `KOCLIP_GALLERY_SPLIT` "
                 "variables."
             )
-            build = server_builds().get(dataset_out)
+            build = galleries.server_builds().get(dataset_out)
             if build is not None and (build.status.running or build.status.phase == builds.FAILED):
                 build_progress(build, dataset.name)
             elif st.button(f"Build a gallery from {dataset.name}", key="t2i_build_dataset"):
@@ -203,13 +176,12 @@ def share_link(query: str | None, chosen: str, k: int) -> None:
             st.query_params[name] = value
 
 
-demo.through_app()
 st.title("Text → Image")
 st.caption("Retrieval: the images of a gallery whose embeddings lie closest to a query, in words or as an image.")
 follow_link()
 model = models.current_model()
 
-on_disk = disk_galleries(model.name)
+on_disk = galleries.disk_galleries(model.name)
 own = own_gallery(model)
 labels = on_disk | ({OWN: f"Your photos ({len(own)})"} if own is not None else {})
 if not labels:
@@ -224,7 +196,7 @@ if st.session_state.get("t2i_gallery") not in labels:
     st.session_state.pop("t2i_gallery", None)
 chosen = st.selectbox("Gallery", list(labels), format_func=labels.get, key="t2i_gallery")
 try:
-    collection = own if chosen == OWN else open_gallery(chosen)
+    collection = own if chosen == OWN else galleries.open_gallery(chosen)
 except KoCLIPError as exc:  # a damaged or unfinished gallery
     st.error(str(exc))
     st.stop()

@@ -7,9 +7,7 @@ from functools import partial
 
 import streamlit as st
 
-import demo
 from demo import inputs, models
-from koclip import scenes
 from koclip.patches import MAX_GRID, heatmap, rank_patches
 
 BOARD_SEEDS = (0, 1, 2)
@@ -22,26 +20,20 @@ def format_score(value: float, percent: bool) -> str:
     return f"{value:.1%}" if percent else f"{value:.3f}"
 
 
-@st.cache_resource(show_spinner=False)
-def board(seed: int) -> scenes.Scene:
-    return scenes.composite(seed)
-
-
 def board_query(seed: int) -> str:
     """The colour and shape of the board's first object: a query with exactly one right cell."""
-    first = board(seed).objects[0]
+    first = inputs.board(seed).objects[0]
     return f"{first['color']} {first['shape']}"
 
 
 SCENE_EXAMPLES = {
-    f"Generated board {seed + 1} (3×3)": inputs.Example(lambda seed=seed: board(seed).image, board_query(seed))
+    f"Generated board {seed + 1} (3×3)": inputs.Example(lambda seed=seed: inputs.board(seed).image, board_query(seed))
     for seed in BOARD_SEEDS
 }
 PHOTO_EXAMPLES = {
     f"Photo: {name}": inputs.Example(partial(inputs.photo, name), query) for name, query in PHOTO_QUERIES.items()
 }
 
-demo.through_app()
 st.title("Text → Patch")
 st.caption("Which part of the image matches the text? The image is cut into a grid and every cell is scored.")
 model = models.current_model()

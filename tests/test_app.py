@@ -3,6 +3,7 @@ that ends in an error message rather than an exception."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import time
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 import koclip
@@ -19,37 +19,55 @@ from koclip.scenes import ObjectSpec, Query
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300  # the first run imports jax and compiles the model; later runs take well under a second
+MAIN = ROOT / "demo" / "navigation.py"  # the script app.py serves for every page view
 LONG_QUERY = ("빨간 원 " * 2000)[:10_000]
 
 
-def start_app(monkeypatch) -> AppTest:
-    # Streamlit 1.67 sees the pages/ folder as an old-style multipage app and, from the second
-    # AppTest run on, runs the page alone without app.py; app.py uses st.navigation, so say so.
-    init = PagesManager.__init__
-
-    def navigation_only(self, *args, **kwargs) -> None:
-        PagesManager.uses_pages_directory = False
-        init(self, *args, **kwargs)
-
-    monkeypatch.setattr(PagesManager, "__init__", navigation_only)
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+def start_app() -> AppTest:
+    return AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
 
 
 @pytest.fixture
-def app(monkeypatch) -> AppTest:
-    at = start_app(monkeypatch)
+def app() -> AppTest:
+    at = start_app()
     at.selectbox(key="model_name").select("koclip-mini").run()
     return at
 
 
+def page_path(name: str) -> str:
+    """A page's script, as st.Page names it: relative to the main script."""
+    return f"../pages/{name}.py"
+
+
 def page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"pages/{name}.py").run()
+    at.switch_page(page_path(name)).run()
     assert not at.exception
     return at
 
 
 def texts(elements) -> list[str]:
     return [element.value for element in elements]
+
+
+def test_the_server_starts_loading_the_default_model_before_any_visitor(monkeypatch):
+    import app as server
+    from demo import models
+
+    monkeypatch.setenv("KOCLIP_MODEL", "koclip-mini")
+    models.server_models.clear()
+    assert models.server_models().loading() == []
+
+    async def start() -> None:
+        async with server.start_loading(server.app):
+            pass
+
+    asyncio.run(start())
+    deadline = time.monotonic() + 60
+    while "koclip-mini" not in models.server_models().loading() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert models.server_models().loading() == ["koclip-mini"]
+    assert Path(server.app.script_path) == Path("demo/navigation.py") and MAIN.is_file()
+    assert models.server_models().get("koclip-mini").result(timeout=120).name == "koclip-mini"
 
 
 def test_intro_shows_intro_md(app):
@@ -68,7 +86,7 @@ def test_the_sidebar_says_which_models_are_ready(app):
 
 def test_offline_without_koclip_base_the_default_is_koclip_mini(monkeypatch):
     monkeypatch.setattr(hub, "is_cached", lambda repo_id: False)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
     assert at.selectbox(key="model_name").value == "koclip-mini"
 
 
@@ -229,7 +247,7 @@ def test_a_10000_character_query_is_cut_with_a_warning(app, name, key):
 def space_app(space, monkeypatch, tmp_path) -> AppTest:
     """The app as a Space visitor meets it once the published models are in the Hub cache."""
     monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(tmp_path / "embeddings"))
-    return start_app(monkeypatch)
+    return start_app()
 
 
 def run_until(at: AppTest, done, seconds: float = 120) -> AppTest:
@@ -363,7 +381,7 @@ def test_a_query_with_some_unknown_words_is_answered_with_a_warning(app):
 
 
 def test_every_file_in_pages_is_a_page_of_the_app():
-    listed = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', (ROOT / "app.py").read_text(encoding="utf-8")))
+    listed = set(re.findall(r'st\.Page\("\.\./pages/(\w+)\.py"', MAIN.read_text(encoding="utf-8")))
     assert listed == {path.stem for path in (ROOT / "pages").glob("*.py")}
     assert "common" not in listed
 
@@ -377,10 +395,10 @@ def test_a_link_reproduces_a_search(app):
     assert link["q"] == "파란 삼각형" and link["k"] == "7" and link["model"] == "koclip-mini"
     assert link["gallery"] == "koclip-mini-scenes"
 
-    visitor = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)  # a new session
+    visitor = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)  # a new session
     visitor.query_params.update(link)
     visitor.run()
-    visitor.switch_page("pages/text_to_image.py")
+    visitor.switch_page(page_path("text_to_image"))
     visitor.query_params.update(link)
     visitor.run()
     assert not visitor.exception

@@ -134,18 +134,24 @@ def settle(page) -> None:
     page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')")
 
 
-def finish(page, name: str) -> None:
-    """Screenshot the settled page, then check it shows no exception and every image loads."""
+def finish(page, name: str, images: int | None = None) -> None:
+    """Check that the settled page shows no exception and that its images (`images` of them, if given)
+    appear and load, then screenshot it. Images appear a moment after the run ends, and until they have
+    loaded a page can still show the previous answer's pictures."""
     settle(page)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     assert page.locator('[data-testid="stException"]').count() == 0
-    images = page.locator('[data-testid="stMain"] img')
-    assert images.count() > 0
-    for i in range(images.count()):
-        images.nth(i).scroll_into_view_if_needed()  # images load lazily, once scrolled into view
+    shown = page.locator('[data-testid="stMain"] img')
+    if images is None:
+        shown.first.wait_for(timeout=20_000)
+    else:
+        sync_api.expect(shown).to_have_count(images, timeout=20_000)
+    for i in range(shown.count()):
+        shown.nth(i).scroll_into_view_if_needed()  # images load lazily, once scrolled into view
     page.wait_for_function(
         "[...document.querySelectorAll('[data-testid=\"stMain\"] img')].every(i => i.complete && i.naturalWidth > 0)"
     )
+    page.locator('[data-testid="stMain"]').evaluate("main => main.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def submit(page, label: str, text: str) -> None:
@@ -202,9 +208,9 @@ def test_text_to_image(browser_page):
     submit(page, "Query", "노란 별")  # not the page's first query, so the answer below is new
     summary = page.get_by_text("“노란 별”: ")
     summary.wait_for()
-    finish(page, "text_to_image")
     shown = int(summary.inner_text().split(": ")[1].split()[0])
-    assert shown >= 1 and page.locator('[data-testid="stMain"] img').count() == shown
+    assert shown >= 1
+    finish(page, "text_to_image", images=shown)
 
     caption = page.locator('[data-testid="stMain"] div[title]').first.get_attribute("title", timeout=20_000)
     page.get_by_role("button", name="Enlarge").first.click(timeout=20_000)
@@ -224,7 +230,7 @@ def test_a_shared_link_opens_the_same_search(browser_page, browser):
     with browse(browser, link) as page:
         summary = page.get_by_text("“파란 삼각형”: ")
         summary.wait_for()
-        finish(page, "text_to_image_from_link")
+        finish(page, "text_to_image_from_link", images=4)
         assert summary.inner_text().startswith("“파란 삼각형”: 4 best of 2,000")
 
 
@@ -262,8 +268,8 @@ def test_space_text_to_image_encodes_the_sample_photos_then_answers(space_page):
     open_page(page, "Text → Image")
     summary = page.get_by_text("“고양이”: ")
     summary.wait_for()  # the sample photos are encoded first, with a progress bar
-    finish(page, "space_text_to_image")
     shown = int(summary.inner_text().split(": ")[1].split()[0])
+    finish(page, "space_text_to_image", images=shown)
     assert shown == 10 and page.get_by_role("button", name="More like this").count() == shown
     page.get_by_role("button", name="More like this").first.click()
     page.get_by_text("this image: ").wait_for()

@@ -107,14 +107,12 @@ def test_cli_search_by_text(case, capsys, mini):
 # ---------------------------------------------------------------- the pages
 
 
-def page_app(monkeypatch, page: str) -> AppTest:
-    from test_app import start_app
+def page_app(name: str) -> AppTest:
+    from test_app import page, start_app
 
-    at = start_app(monkeypatch)
+    at = start_app()
     at.selectbox(key="model_name").select("koclip-mini").run()
-    at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception
-    return at
+    return page(at, name)
 
 
 def page_outcome(at: AppTest, answered: bool) -> str:
@@ -138,8 +136,8 @@ def page_expectation(case: dict, mini) -> str:
 
 @pytest.mark.parametrize("case", corpus.cases("queries"), ids=corpus.ids("queries"))
 @pytest.mark.parametrize("page, key", [("text_to_image", "t2i_query"), ("text_to_patch", "t2p_query")])
-def test_pages_take_every_query(monkeypatch, mini, page, key, case):
-    at = page_app(monkeypatch, page)
+def test_pages_take_every_query(mini, page, key, case):
+    at = page_app(page)
     at.text_input(key=key).input(corpus.text(case["text"])).run()
     ranked = any(c.value.startswith("“") for c in at.caption) and bool(at.get("image"))  # Text → Image
     answered = ranked or any(m.value.startswith("Best patch for") for m in at.markdown)  # Text → Patch
@@ -147,8 +145,8 @@ def test_pages_take_every_query(monkeypatch, mini, page, key, case):
 
 
 @pytest.mark.parametrize("case", corpus.cases("labels"), ids=corpus.ids("labels"))
-def test_image_to_text_takes_every_label_list(monkeypatch, mini, case):
-    at = page_app(monkeypatch, "image_to_text")
+def test_image_to_text_takes_every_label_list(mini, case):
+    at = page_app("image_to_text")
     at.text_area(key="i2t_labels").input(corpus.text(case["text"])).run()
     answered = any(m.value.startswith("1. ") for m in at.markdown)
     labels = label_list(corpus.text(case["text"]))
@@ -158,8 +156,8 @@ def test_image_to_text_takes_every_label_list(monkeypatch, mini, case):
 
 
 @pytest.mark.parametrize("case", corpus.cases("urls"), ids=corpus.ids("urls"))
-def test_image_to_text_refuses_every_bad_url(monkeypatch, case):
-    at = page_app(monkeypatch, "image_to_text")
+def test_image_to_text_refuses_every_bad_url(case):
+    at = page_app("image_to_text")
     at.radio(key="i2t_source").set_value("URL").run()
     at.text_input(key="i2t_url").input(case["url"]).run()
     assert page_outcome(at, False) == "error"
