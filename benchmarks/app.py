@@ -7,8 +7,8 @@ Needs Chromium (/usr/bin/chromium) and Playwright, as the browser tests do. Ever
 one run on this machine; compare only the columns of one run. What it measures, with koclip-mini:
 
 - fresh server, first answer: seconds from the server's health check passing to the first answer
-  drawn on a page opened right then (a new server per page). "cold": an empty compilation cache;
-  "warm": the cache a previous server left.
+  drawn on a page opened right then (a new server per page), and from the server's launch to that
+  answer. "cold": an empty compilation cache; "warm": the cache a previous server left.
 - warm server, new session: seconds from opening a page to the page fully drawn with its answer,
   once the server has loaded and compiled everything; the median of several new sessions, and how
   many times the page was drawn (script runs) in each.
@@ -66,8 +66,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server(tree: Path, compilation_cache: Path):
-    """A headless server of the app in `tree`; yields (url, the time its health check passed, pid)."""
+    """A headless server of the app in `tree`; yields (url, its launch time, the time its health check
+    passed, pid)."""
     port = free_port()
+    launched = time.monotonic()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "KOCLIP_MODEL": "koclip-mini",
            "KOCLIP_COMPILATION_CACHE": str(compilation_cache), "PYTHONPATH": str(tree)}
     process = subprocess.Popen(
@@ -86,7 +88,7 @@ def server(tree: Path, compilation_cache: Path):
                 time.sleep(0.05)
         else:
             raise SystemExit("the server did not become healthy in 120 s")
-        yield url, time.monotonic(), process.pid
+        yield url, launched, time.monotonic(), process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -121,21 +123,22 @@ def answered(browser, url: str, page_name: str) -> tuple[float, int]:
         page.close()
 
 
-def first_answers(browser, tree: Path, cache: Path) -> dict[str, float]:
+def first_answers(browser, tree: Path, cache: Path) -> dict[str, tuple[float, float]]:
+    """Per page: (health check → first answer, launch → first answer), in seconds."""
     out = {}
     for name in PAGES:
-        with server(tree, cache) as (url, healthy, _):
+        with server(tree, cache) as (url, launched, healthy, _):
             page = browser.new_page()
             page.goto(f"{url}/{name}")
             page.get_by_text(PAGES[name]).first.wait_for(timeout=300_000)
-            out[name] = time.monotonic() - healthy
+            out[name] = (time.monotonic() - healthy, time.monotonic() - launched)
             page.close()
     return out
 
 
 def new_sessions(browser, tree: Path, cache: Path) -> dict[str, tuple[float, list[int]]]:
     out = {}
-    with server(tree, cache) as (url, _, pid):
+    with server(tree, cache) as (url, _, _, pid):
         answered(browser, url, "image_to_text")
         wait_idle(pid)
         for name in PAGES:
@@ -154,7 +157,7 @@ def floor(browser, scratch: Path) -> float:
     tree.mkdir(parents=True, exist_ok=True)
     (tree / "app.py").write_text(FLOOR_APP)
     times = []
-    with server(tree, scratch / "floor-cache") as (url, _, _):
+    with server(tree, scratch / "floor-cache") as (url, _, _, _):
         for _ in range(SESSIONS + 1):
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
             start = time.monotonic()
@@ -200,12 +203,13 @@ def measure(browser, tree: Path, scratch: Path) -> dict[str, object]:
 
 def report(results: dict[str, dict]) -> None:
     names = list(results)
-    print("\n## Fresh server, koclip-mini: health check → first answer (s)")
+    print("\n## Fresh server, koclip-mini: health check → first answer (launch → first answer), s")
     print("| page | compilation cache | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for cache in ("cold", "warm"):
         for page in PAGES:
-            print(f"| {page} | {cache} | " + " | ".join(f"{results[n][cache][page]:.1f}" for n in names) + " |")
+            cells = [f"{results[n][cache][page][0]:.1f} ({results[n][cache][page][1]:.1f})" for n in names]
+            print(f"| {page} | {cache} | " + " | ".join(cells) + " |")
     print("\n## Warm server: a new session's page, open → fully drawn (median s; script runs per session)")
     print("| page | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
