@@ -86,7 +86,7 @@ def linear_floor(model, tokens: int, repeats: int):
             if isinstance(value, dict):
                 collect(value)
             elif key == "kernel" and np.ndim(value) == 2:
-                kernels.append(np.asarray(value, np.float32))
+                kernels.append(np.ascontiguousarray(value, np.float32))
 
     collect(model.backend.params["text_model"]["encoder"])
     rng = np.random.default_rng(0)

@@ -136,6 +136,19 @@ def test_a_random_full_size_model_encodes_like_a_loaded_one():
         koclip.random_model("koclip-mini")
 
 
+def test_the_flax_backend_gives_back_the_weights_it_was_given(tmp_path):
+    from flax.traverse_util import flatten_dict
+
+    from koclip import checkpoint
+
+    tiny.write_hybrid_clip(tmp_path, seed=5, kind="conv")
+    given = flatten_dict(checkpoint.read(tmp_path).flax_params)
+    held = flatten_dict(koclip.load(tmp_path, backend="flax").backend.flax_params())
+    assert held.keys() == given.keys()
+    for key, value in given.items():  # text kernels are held transposed, and turned back here
+        np.testing.assert_array_equal(held[key], value, err_msg="/".join(key))
+
+
 def test_auto_runs_full_size_models_on_pytorch_where_it_can_and_small_ones_on_flax(model, monkeypatch):
     from koclip import backends
 
