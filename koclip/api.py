@@ -276,7 +276,9 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     if backends.resolve(backend, backends.weight_count(params), precision) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
-        implementation = backends.TorchBackend(config, convert.flax_to_torch(params), precision)
+        state = convert.flax_to_torch(params)
+        del params  # one copy of the weights less while PyTorch builds its model
+        implementation = backends.TorchBackend(config, state, precision)
     return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, processor)
 
 

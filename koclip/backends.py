@@ -117,11 +117,14 @@ class TorchBackend:
                 "which must be unset before transformers is first imported); use the Flax backend, or start a "
                 "process without it"
             )
+        from transformers.modeling_utils import no_init_weights
+
         from koclip.torch_model import TorchDualEncoder
 
         self.torch = torch
-        self.model = TorchDualEncoder(config).eval()
-        tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
+        with no_init_weights():  # every weight comes from `state` (a missing one is refused below): 4 s saved
+            self.model = TorchDualEncoder(config).eval()
+        tensors = {k: torch.from_numpy(_writable_float32(v)) for k, v in state.items()}
         result = self.model.load_state_dict(tensors, strict=False)
         buffers = {name for name, _ in self.model.named_buffers()}
         missing = [k for k in result.missing_keys if k not in buffers]
@@ -154,6 +157,13 @@ class TorchBackend:
         """float32 rows of length 1 (bfloat16 normalises only to about 1e-2)."""
         vectors = out.float().numpy()
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _writable_float32(array) -> np.ndarray:
+    """`array` as float32 NumPy, copied only when it is not that already or is read-only (torch wants
+    writable memory); load_state_dict then copies it into the model once."""
+    array = np.asarray(array, dtype=np.float32)
+    return array if array.flags.writeable else array.copy()
 
 
 def weight_count(tree) -> int:

@@ -188,3 +188,15 @@ def test_the_torch_backend_says_why_it_cannot_run_where_transformers_may_not_use
     monkeypatch.setattr(backends, "torch_usable", lambda: False)  # as under USE_TORCH=0
     with pytest.raises(koclip.KoCLIPError, match="USE_TORCH=0"):
         koclip.load(model_dir, backend="torch")
+
+
+def test_the_torch_backend_refuses_a_checkpoint_that_lacks_a_weight(model_dir):
+    # PyTorch's model is built without initialising its weights: every one must come from the checkpoint.
+    from koclip import backends, checkpoint, convert
+
+    ckpt = checkpoint.read(model_dir)
+    state = convert.flax_to_torch(ckpt.flax_params)
+    assert backends.TorchBackend(ckpt.config, state).model.text_projection.weight.abs().sum() > 0
+    del state["text_projection.weight"]
+    with pytest.raises(koclip.KoCLIPError, match="lacks 1 weights, e.g. text_projection.weight"):
+        backends.TorchBackend(ckpt.config, state)
