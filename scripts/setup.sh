@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 requirements="${1:-requirements.txt}"
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
-if [ ! -x .venv/bin/python ]; then
+# A .venv left half-made by an interrupted setup (no pip in it) is made again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
