@@ -13,10 +13,11 @@ not change the cost). One run prints:
    caused by a stream of queries of 1 to 200 tokens after warm-up.
    And the opt-in precision="bfloat16" against float32 on PyTorch: speed and the lowest cosine
    between their embeddings.
-3. koclip-mini: `koclip.load` + the first `classify` in a fresh process, with an empty compilation
-   cache and with the one a previous process left.
+3. koclip-mini: `koclip.load` + the first `classify` in a fresh process (PyTorch installed, no
+   environment variable set), with an empty compilation cache and with the one a previous process
+   left; with --baseline, also for that git revision, checked out in a temporary worktree.
 
-    python benchmarks/encode.py [--model koclip-base] [--repeats 5] [--images 64]
+    python benchmarks/encode.py [--model koclip-base] [--repeats 5] [--images 64] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("KOCLIP_COMPILATION_CACHE", "off")  # part 2 times real compiles, not cache loads
 
@@ -37,6 +39,7 @@ from PIL import Image  # noqa: E402
 import koclip  # noqa: E402
 from koclip import backends  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 WORDS = "빨간 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다".split()
 STREAM = 60  # queries of 1 to 200 tokens after warm-up
 FRESH_PROCESS = """
@@ -109,12 +112,11 @@ def flax_layout_text(model, query: str):
     return lambda: encode(params, ids, mask).block_until_ready()
 
 
-def fresh_process_seconds(cache: str, use_torch: str | None) -> float:
-    env = {**os.environ, "KOCLIP_COMPILATION_CACHE": cache, "HF_HUB_OFFLINE": "1"}
-    env.pop("USE_TORCH", None)
-    if use_torch is not None:
-        env["USE_TORCH"] = use_torch
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], env=env, capture_output=True, text=True, check=True)
+def fresh_process_seconds(cache: str, tree: Path) -> float:
+    """The script above in a new interpreter that imports koclip from `tree` (a checkout)."""
+    env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
+    env |= {"KOCLIP_COMPILATION_CACHE": cache, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], cwd=tree, env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -177,16 +179,25 @@ def first_queries(name: str) -> None:
           f"{lengths.min()}–{lengths.max()} tokens compiled {warm.backend.compilations - compiled} times.")
 
 
-def startup() -> None:
-    print("\n## 3. koclip-mini: load + first classify in a fresh process (s)")
-    print("| process | empty compilation cache | the cache a previous process left (median of 3) |")
+def startup(baseline: str | None) -> None:
+    print("\n## 3. koclip-mini: load + first classify in a fresh process, PyTorch installed (s)")
+    print("| code | empty compilation cache | the cache a previous process left (median of 3) |")
     print("|---|---|---|")
-    for label, use_torch in (("plain (transformers imports PyTorch, which is installed)", None),
-                             ("USE_TORCH=0, as the app and the CLI set it", "0")):
-        with tempfile.TemporaryDirectory() as cache:
-            empty = fresh_process_seconds(cache, use_torch)
-            filled = statistics.median(fresh_process_seconds(cache, use_torch) for _ in range(3))
-        print(f"| {label} | {empty:.2f} | {filled:.2f} |", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = {"this checkout": ROOT}
+        if baseline:
+            trees = {baseline: Path(scratch) / "baseline", **trees}
+            subprocess.run(["git", "worktree", "add", "--detach", str(trees[baseline]), baseline], cwd=ROOT,
+                           check=True, capture_output=True)
+        try:
+            for label, tree in trees.items():
+                with tempfile.TemporaryDirectory() as cache:
+                    empty = fresh_process_seconds(cache, tree)
+                    filled = statistics.median(fresh_process_seconds(cache, tree) for _ in range(3))
+                print(f"| {label} | {empty:.2f} | {filled:.2f} |", flush=True)
+        finally:
+            if baseline:
+                subprocess.run(["git", "worktree", "remove", "--force", str(trees[baseline])], cwd=ROOT, capture_output=True)
 
 
 def main() -> None:
@@ -195,6 +206,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=64, help="the large image batch")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run (default: all)")
+    parser.add_argument("--baseline", metavar="REV", help="part 3: also time this git revision, in a temporary worktree")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")
@@ -205,7 +217,7 @@ def main() -> None:
     if "2" in parts:
         first_queries(args.model)
     if "3" in parts:
-        startup()
+        startup(args.baseline)
 
 
 if __name__ == "__main__":

@@ -23,27 +23,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from transformers import CLIPVisionConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import koclip  # noqa: E402
 from koclip import builds, indexing, samples  # noqa: E402
-from koclip.api import KoCLIP  # noqa: E402
-from koclip.backends import FlaxBackend  # noqa: E402
-from koclip.config import POSITIONS_FROM_ZERO, KoCLIPConfig  # noqa: E402
-from koclip.model import init_params  # noqa: E402
-from koclip.processing import ImageProcessorSpec, image_processor_for  # noqa: E402
-from koclip.tokenizer import train_wordpiece  # noqa: E402
-
-from encode import KLUE_ROBERTA_LARGE  # noqa: E402  (this folder's encoding benchmark)
-
-
-def full_size_base() -> KoCLIP:
-    config = KoCLIPConfig(KLUE_ROBERTA_LARGE, CLIPVisionConfig(), projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
-    tokenizer = train_wordpiece(["빨간 자동차가 도로 위에 있다"] * 20, vocab_size=100)
-    processor = image_processor_for(ImageProcessorSpec("clip", 224))
-    return KoCLIP("koclip-base (random weights)", config, FlaxBackend(config, init_params(config)), tokenizer, processor)
 
 
 def coco_like_dataset(path: Path, n: int) -> Path:
@@ -66,7 +50,7 @@ def coco_like_dataset(path: Path, n: int) -> Path:
     return path
 
 
-def encode_floor(model: KoCLIP, repeats: int = 3) -> float:
+def encode_floor(model: koclip.KoCLIP, repeats: int = 3) -> float:
     """Images per second of the model alone, on preprocessed batches of 64."""
     pixels = model.preprocess([Image.new("RGB", (640, 480), (90, 120, 150))] * 64)
     model.encode_pixels(pixels)  # compile
@@ -78,7 +62,7 @@ def encode_floor(model: KoCLIP, repeats: int = 3) -> float:
     return 64 / statistics.median(times)
 
 
-def timed_build(out: Path, source, model: KoCLIP, batch_size: int) -> tuple[float, builds.Status]:
+def timed_build(out: Path, source, model: koclip.KoCLIP, batch_size: int) -> tuple[float, builds.Status]:
     start = time.perf_counter()
     status = builds.Builds().start(out, source, model, batch_size=batch_size).wait()
     if status.phase != builds.FINISHED:
@@ -99,7 +83,7 @@ def main() -> None:
         print("| model | gallery | images | wall time | images/s | model alone, images/s | build / model alone |")
         print("|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
-            model = koclip.load("koclip-mini") if name == "mini" else full_size_base()
+            model = koclip.load("koclip-mini") if name == "mini" else koclip.random_model("koclip-base", backend="flax")
             floor = encode_floor(model)
             # First use on a fresh server: the build includes compiling the batch shapes it meets.
             wall, status = timed_build(root / f"{name}-samples", samples.SampleSource(), model, batch_size=16)

@@ -7,9 +7,3 @@
   results    search results as cards with an enlarged view
 """
 
-import os
-
-# The app runs the Flax backend only. transformers imports PyTorch whenever it is installed (seconds
-# on the first answer's path) and decides so once, when first imported: before any page imports koclip.
-os.environ.setdefault("USE_TORCH", "0")
-

@@ -23,11 +23,11 @@ from koclip.processing import (
     TextProcessor,
     batches,
     bucket,
-    checkpoint_image_processor,
-    load_tokenizer,
+    checkpoint_image_transform,
     pad_rows,
-    pixels_nhwc,
 )
+from koclip.tokenizer import load as load_tokenizer
+from koclip.transform import ImageTransform
 
 MAX_LABELS = 100
 _EXITING = threading.Event()
@@ -79,14 +79,14 @@ def check_template(template) -> str:
 
 
 class KoCLIP:
-    def __init__(self, name: str, config, backend, tokenizer, image_processor, directory: Path | None = None, info=None):
+    def __init__(self, name: str, config, backend, tokenizer, image_transform, directory: Path | None = None, info=None):
         self.name = name
         self.config = config
         self.directory = directory
         self.info = info
         self.backend = backend
         self.text_processor = TextProcessor(tokenizer, config.max_text_length)
-        self.image_processor = image_processor
+        self.image_transform = image_transform
 
     @functools.cached_property
     def revision(self) -> str:
@@ -180,7 +180,7 @@ class KoCLIP:
 
     def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
         """NHWC float32 pixels, ready for `encode_pixels`."""
-        return pixels_nhwc(self.image_processor, [open_image(im) for im in images])
+        return self.image_transform([open_image(im) for im in images])
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         out = []
@@ -237,7 +237,7 @@ class KoCLIP:
 
     def save(self, directory: str | os.PathLike) -> Path:
         return checkpoint.save(
-            directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_processor
+            directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_transform
         )
 
     def __repr__(self) -> str:
@@ -260,7 +260,6 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     from koclip import convert
     from koclip.config import published_architecture
     from koclip.model import init_params
-    from koclip.processing import ImageProcessorSpec, image_processor_for
     from koclip.registry import KLUE_TOKENIZER
     from koclip.tokenizer import train_wordpiece
 
@@ -272,14 +271,14 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
         tokenizer = load_tokenizer(cached)
     else:
         tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
-    processor = image_processor_for(ImageProcessorSpec("clip", config.image_size))
+    transform = ImageTransform.clip(config.image_size)
     if backends.resolve(backend, backends.weight_count(params), precision) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
         state = convert.flax_to_torch(params)
         del params  # one copy of the weights less while PyTorch builds its model
         implementation = backends.TorchBackend(config, state, precision)
-    return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, processor)
+    return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, transform)
 
 
 def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str = "float32") -> KoCLIP:
@@ -295,6 +294,6 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
     resolved = hub.resolve(name_or_path)
     ckpt = checkpoint.read(resolved.directory)
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
-    processor = checkpoint_image_processor(ckpt.directory, ckpt.config, ckpt.format)
+    transform = checkpoint_image_transform(ckpt.directory, ckpt.config, ckpt.format)
     backend_impl = backends.create(backend, ckpt, precision)
-    return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, processor, ckpt.directory, resolved.info)
+    return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, transform, ckpt.directory, resolved.info)

@@ -106,7 +106,7 @@ def save(
     config: KoCLIPConfig,
     params: dict,
     tokenizer: Any = None,
-    image_processor: Any = None,
+    image_transform: Any = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write koclip's format: config.json, flax_model.msgpack, the tokenizer and the image
@@ -123,9 +123,9 @@ def save(
         params = _as_float32(serialization.to_state_dict(params))
         (tmp / FLAX_WEIGHTS).write_bytes(serialization.msgpack_serialize(params))
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        if image_processor is not None:
-            image_processor.save_pretrained(tmp)
+            tokenizer.save(tmp)
+        if image_transform is not None:
+            image_transform.save(tmp)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
         replace_folder(tmp, directory)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from koclip.commands import terminal_safe
@@ -40,7 +39,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; `argv` None: this process's own command line (`python -m koclip`)."""
-    own_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
@@ -49,11 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
-    if own_process and getattr(args, "backend", "flax") != "torch":
-        # transformers imports PyTorch whenever it is installed (seconds), and decides so once, when
-        # it is first imported; a process running only the Flax backend never uses it. Only for a
-        # process that runs this one command: a program calling main() may need PyTorch later.
-        os.environ.setdefault("USE_TORCH", "0")
     module = importlib.import_module(f"koclip.commands.{args.command}")
     try:
         return int(module.main(args) or 0)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from transformers import CLIPVisionConfig, PretrainedConfig, RobertaConfig, ViTConfig
-
 from koclip.errors import KoCLIPError, UnknownModelError
 
 # The `model_type` strings each format may use for its towers.
@@ -30,9 +28,91 @@ TEXT_POSITIONS = (POSITIONS_FROM_ZERO, POSITIONS_ROBERTA)
 
 
 @dataclasses.dataclass
-class ConvTowerConfig:
+class TowerConfig:
+    """A tower's shapes, read from and written to the same dict as transformers' config of that
+    tower (unknown keys are ignored), so configs stay readable by both."""
+
+    model_type = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "model_type": self.model_type}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+@dataclasses.dataclass
+class RobertaConfig(TowerConfig):
+    """A RoBERTa text tower; the defaults are transformers' `RobertaConfig` defaults."""
+
+    model_type = "roberta"
+    vocab_size: int = 50265
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+
+
+@dataclasses.dataclass
+class ClipVisionConfig(TowerConfig):
+    """A CLIP vision tower; the defaults are transformers' `CLIPVisionConfig` defaults (ViT-B/32 at 224 pixels)."""
+
+    model_type = "clip_vision_model"
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+    projection_dim: int = 512
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    num_channels: int = 3
+    image_size: int = 224
+    patch_size: int = 32
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+    attention_dropout: float = 0.0
+    initializer_range: float = 0.02
+    initializer_factor: float = 1.0
+
+
+@dataclasses.dataclass
+class VitConfig(TowerConfig):
+    """A ViT image tower; the defaults are transformers' `ViTConfig` defaults (ViT-B/16 at 224 pixels)."""
+
+    model_type = "vit"
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+    encoder_stride: int = 16
+    pooler_output_size: int | None = None  # None: hidden_size
+    pooler_act: str = "tanh"
+
+
+@dataclasses.dataclass
+class ConvTowerConfig(TowerConfig):
     """A small convolutional image tower, for models trained on a CPU (koclip-mini)."""
 
+    model_type = CONV_TYPE
     image_size: int = 64
     num_channels: int = 3
     stem_patch: int = 4
@@ -43,38 +123,31 @@ class ConvTowerConfig:
     # and square somewhere else.
     local_size: int = 0
     layer_norm_eps: float = 1e-5
-    model_type: str = CONV_TYPE
+
+    def __post_init__(self):
+        self.widths = tuple(self.widths)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "widths": list(self.widths)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ConvTowerConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in fields}
-        if "widths" in kwargs:
-            kwargs["widths"] = tuple(kwargs["widths"])
-        return cls(**kwargs)
+        return {**super().to_dict(), "widths": list(self.widths)}
 
 
-VisionConfig = CLIPVisionConfig | ViTConfig | ConvTowerConfig
+VisionConfig = ClipVisionConfig | VitConfig | ConvTowerConfig
 
 
 def text_config_from_dict(d: dict[str, Any]) -> RobertaConfig:
     model_type = d.get("model_type", "roberta")
     if model_type not in ("roberta", "bert"):
         raise KoCLIPError(f"unsupported text tower type {model_type!r}: KoCLIP uses RoBERTa")
-    return RobertaConfig(**{k: v for k, v in d.items() if k != "model_type"})
+    return RobertaConfig.from_dict(d)
 
 
 def vision_config_from_dict(d: dict[str, Any]) -> VisionConfig:
     model_type = d.get("model_type")
-    body = {k: v for k, v in d.items() if k != "model_type"}
     if model_type in CLIP_VISION_TYPES:
         # A full CLIP config nests its vision part; a vision-only config is flat.
-        return CLIPVisionConfig(**body.get("vision_config", body))
+        return ClipVisionConfig.from_dict(d.get("vision_config", d))
     if model_type == "vit":
-        return ViTConfig(**body)
+        return VitConfig.from_dict(d)
     if model_type == CONV_TYPE:
         return ConvTowerConfig.from_dict(d)
     raise KoCLIPError(
@@ -100,9 +173,9 @@ class KoCLIPConfig:
 
     @property
     def vision_type(self) -> str:
-        if isinstance(self.vision_config, CLIPVisionConfig):
+        if isinstance(self.vision_config, ClipVisionConfig):
             return "clip"
-        if isinstance(self.vision_config, ViTConfig):
+        if isinstance(self.vision_config, VitConfig):
             return "vit"
         return CONV_TYPE
 
@@ -136,17 +209,14 @@ class KoCLIPConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """koclip's own format; the sub-configs stay readable by transformers."""
-        vision = self.vision_config.to_dict()
-        if isinstance(self.vision_config, PretrainedConfig):
-            vision["model_type"] = self.vision_type if self.vision_type == "vit" else "clip_vision_model"
         return {
             "model_type": "koclip",
             "projection_dim": self.projection_dim,
             "logit_scale_init_value": self.logit_scale_init_value,
             "text_pooling": self.text_pooling,
             "text_positions": self.text_positions,
-            "text_config": {**self.text_config.to_dict(), "model_type": "roberta"},
-            "vision_config": vision,
+            "text_config": self.text_config.to_dict(),
+            "vision_config": self.vision_config.to_dict(),
         }
 
 
@@ -158,8 +228,8 @@ def published_architecture(name: str) -> KoCLIPConfig:
         max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
     )
     visions = {
-        "koclip-base": lambda: CLIPVisionConfig(),  # transformers' defaults are ViT-B/32 at 224 pixels
-        "koclip-large": lambda: ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+        "koclip-base": lambda: ClipVisionConfig(),  # the defaults are ViT-B/32 at 224 pixels
+        "koclip-large": lambda: VitConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                           intermediate_size=4096, patch_size=16, image_size=224),
     }
     if name not in visions:

@@ -31,7 +31,6 @@ from koclip.atomic import replace_folder, write_atomic
 from koclip.api import KoCLIP, load
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
 from koclip.images import ImageInput, open_image
-from koclip.processing import pixels_nhwc
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 THUMB_SIDE = 256
@@ -225,7 +224,7 @@ class Decoder:
     are kept as rows with `ok` False, zero pixels and the reason in `record`."""
 
     source: Source
-    processor: Any  # the model's image processor (`KoCLIP.image_processor`)
+    transform: Any  # the model's image preprocessing (`KoCLIP.image_transform`)
     pixel_shape: tuple[int, ...]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -249,7 +248,7 @@ class Decoder:
             images.append(image)
         pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
         if images:
-            pixels[ok] = pixels_nhwc(self.processor, images)
+            pixels[ok] = self.transform(images)
         return {"position": np.array(positions, np.int64), "ok": ok, "record": np.array(records, object),
                 "thumb": np.array(thumbs, object), "pixels": pixels}
 
@@ -480,7 +479,7 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         on_progress(done, len(job.keys))
     # Every image is resized to one shape: zeros of it stand in for unreadable ones.
     pixel_shape = model.preprocess([Image.new("RGB", (8, 8))]).shape[1:]
-    decoder = Decoder(source, model.image_processor, pixel_shape)
+    decoder = Decoder(source, model.image_transform, pixel_shape)
     with bar:
         if engine == "ray":
             from koclip import ray_engine

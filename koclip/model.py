@@ -47,7 +47,6 @@ class DualEncoder(nn.Module):
             attention_mask,
             token_type_ids=jnp.zeros_like(input_ids),
             position_ids=position_ids(attention_mask, self.config),
-            head_mask=None,
             deterministic=deterministic,
         )
         if self.config.text_pooling == "mean":

@@ -6,10 +6,22 @@ Module names mirror the Flax ones, so `convert.flax_to_torch` maps parameters on
 from __future__ import annotations
 
 import torch
+import transformers
 from torch import nn
-from transformers import CLIPVisionConfig, CLIPVisionModel, RobertaModel, ViTConfig, ViTModel
 
-from koclip.config import POSITIONS_FROM_ZERO, ConvTowerConfig, KoCLIPConfig
+from koclip.config import POSITIONS_FROM_ZERO, ClipVisionConfig, ConvTowerConfig, KoCLIPConfig, RobertaConfig, VitConfig
+
+# koclip's tower configs and the transformers configs that build the same towers in PyTorch.
+TRANSFORMERS_CONFIGS = {
+    RobertaConfig: transformers.RobertaConfig,
+    ClipVisionConfig: transformers.CLIPVisionConfig,
+    VitConfig: transformers.ViTConfig,
+}
+
+
+def transformers_config(config: RobertaConfig | ClipVisionConfig | VitConfig) -> transformers.PretrainedConfig:
+    fields = {k: v for k, v in config.to_dict().items() if k != "model_type"}
+    return TRANSFORMERS_CONFIGS[type(config)](**fields)
 
 
 class _ChannelNorm(nn.LayerNorm):
@@ -47,10 +59,10 @@ class TorchConvTower(nn.Module):
 
 
 def _vision_tower(vision) -> nn.Module:
-    if isinstance(vision, CLIPVisionConfig):
-        return CLIPVisionModel(vision)
-    if isinstance(vision, ViTConfig):
-        return ViTModel(vision, add_pooling_layer=True)
+    if isinstance(vision, ClipVisionConfig):
+        return transformers.CLIPVisionModel(transformers_config(vision))
+    if isinstance(vision, VitConfig):
+        return transformers.ViTModel(transformers_config(vision), add_pooling_layer=True)
     return TorchConvTower(vision)
 
 
@@ -58,7 +70,7 @@ class TorchDualEncoder(nn.Module):
     def __init__(self, config: KoCLIPConfig):
         super().__init__()
         self.config = config
-        self.text_model = RobertaModel(config.text_config, add_pooling_layer=True)
+        self.text_model = transformers.RobertaModel(transformers_config(config.text_config), add_pooling_layer=True)
         self.vision_model = _vision_tower(config.vision_config)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)

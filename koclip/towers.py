@@ -1,16 +1,16 @@
 """Flax towers, chosen by config: RoBERTa for text; CLIP vision, ViT or a small CNN for images.
 
-Every tower returns a tuple whose second item is the pooled output, as transformers' modules do.
+Every tower returns the last hidden states and the pooled output.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-from transformers import CLIPVisionConfig, ViTConfig
-from transformers.models.roberta.modeling_flax_roberta import FlaxRobertaModule
 
-from koclip.config import ConvTowerConfig, KoCLIPConfig
+from koclip.config import ClipVisionConfig, ConvTowerConfig, KoCLIPConfig, VitConfig
+from koclip.roberta import RobertaTower
+from koclip.vision import ClipVisionTower, VitTower
 
 
 class ConvTower(nn.Module):
@@ -42,18 +42,13 @@ class ConvTower(nn.Module):
 
 
 def text_tower(config: KoCLIPConfig, dtype=jnp.float32) -> nn.Module:
-    return FlaxRobertaModule(config.text_config, dtype=dtype, add_pooling_layer=True)
+    return RobertaTower(config.text_config, dtype=dtype)
 
 
 def vision_tower(config: KoCLIPConfig, dtype=jnp.float32) -> nn.Module:
     vision = config.vision_config
-    # Each transformers tower is imported only by the models that use it (koclip-mini uses neither).
-    if isinstance(vision, CLIPVisionConfig):
-        from transformers.models.clip.modeling_flax_clip import FlaxCLIPVisionModule
-
-        return FlaxCLIPVisionModule(vision, dtype=dtype)
-    if isinstance(vision, ViTConfig):
-        from transformers.models.vit.modeling_flax_vit import FlaxViTModule
-
-        return FlaxViTModule(vision, dtype=dtype, add_pooling_layer=True)
+    if isinstance(vision, ClipVisionConfig):
+        return ClipVisionTower(vision, dtype=dtype)
+    if isinstance(vision, VitConfig):
+        return VitTower(vision, dtype=dtype)
     return ConvTower(vision, dtype=dtype)

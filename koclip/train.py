@@ -29,13 +29,20 @@ from tqdm.auto import tqdm
 from koclip import checkpoint, evaluate, scenes
 from koclip.api import KoCLIP
 from koclip.backends import FlaxBackend
-from koclip.config import POSITIONS_FROM_ZERO, ConvTowerConfig, KoCLIPConfig
+from koclip.config import (
+    POSITIONS_FROM_ZERO,
+    ClipVisionConfig,
+    ConvTowerConfig,
+    KoCLIPConfig,
+    RobertaConfig,
+)
 from koclip.errors import KoCLIPError
 from koclip.model import DualEncoder, init_params
-from koclip.processing import ImageProcessorSpec, image_processor_for, load_tokenizer, pad_token_ids, pixels_nhwc
+from koclip.processing import pad_token_ids
 from koclip.recipe import TrainConfig
+from koclip.tokenizer import load as load_tokenizer
 from koclip.tokenizer import train_wordpiece
-from transformers import RobertaConfig
+from koclip.transform import ImageTransform
 
 TRAIN_STATE = "train_state.msgpack"
 # The training curve, saved with the model: one JSON object per line, every LOG_EVERY steps and at
@@ -118,7 +125,7 @@ class SceneData:
     GROUPS = (("color", scenes.COLORS, 3), ("shape", scenes.SHAPES, 2))
     PAIRS, MIXED = len(GROUPS), len(GROUPS) + 1  # the other two kinds of batch, by step % 4
 
-    def __init__(self, n: int, seed: int, size: int, processor):
+    def __init__(self, n: int, seed: int, size: int, transform):
         pool = [scenes.scene(seed, i, size) for i in tqdm(range(n), desc="generating scenes", unit="scene")]
         self.n = n
         for i in tqdm(range(max(n // 4, 1)), desc="generating swapped pairs", unit="pair"):
@@ -127,7 +134,7 @@ class SceneData:
         self.captions = [list(zip(s.captions_ko, s.queries)) for s in pool]
         self.image_labels = np.stack([pair_labels({(o["color"], o["shape"]) for o in objs}) for objs in self.objects])
         self.pixels = np.concatenate(
-            [pixels_nhwc(processor, [s.image for s in pool[i : i + 512]]) for i in range(0, len(pool), 512)]
+            [transform([s.image for s in pool[i : i + 512]]) for i in range(0, len(pool), 512)]
         )
 
     def texts(self) -> Iterator[str]:
@@ -184,9 +191,9 @@ def open_dataset(name: str, split: str, image_column: str, text_column: str):
 class DatasetData:
     """Any Hugging Face dataset with an image column and a caption column (a string or a list)."""
 
-    def __init__(self, name: str, split: str, image_column: str, text_column: str, processor):
+    def __init__(self, name: str, split: str, image_column: str, text_column: str, transform):
         self.ds = open_dataset(name, split, image_column, text_column)
-        self.image_column, self.text_column, self.processor = image_column, text_column, processor
+        self.image_column, self.text_column, self.transform = image_column, text_column, transform
 
     def texts(self) -> Iterator[str]:
         for value in self.ds[self.text_column]:
@@ -196,7 +203,7 @@ class DatasetData:
         rows = self.ds[rng.choice(len(self.ds), size, replace=False).tolist()]
         texts = [t if isinstance(t, str) else t[rng.integers(len(t))] for t in rows[self.text_column]]
         images = [im.convert("RGB") for im in rows[self.image_column]]
-        return texts, pixels_nhwc(self.processor, images), np.eye(size, dtype=bool), None
+        return texts, self.transform(images), np.eye(size, dtype=bool), None
 
 
 # ---------------------------------------------------------------------------------------- towers
@@ -204,7 +211,7 @@ class DatasetData:
 
 def pretrained_towers(image_size: int):
     """klue/roberta-large and openai/clip-vit-base-patch32 from the Hub: the original KoCLIP recipe."""
-    from transformers import AutoTokenizer, FlaxCLIPVisionModel, FlaxRobertaModel
+    from transformers import FlaxCLIPVisionModel, FlaxRobertaModel
 
     from koclip import hub
 
@@ -212,9 +219,10 @@ def pretrained_towers(image_size: int):
     vision_dir = hub.fetch("openai/clip-vit-base-patch32", ["config.json", "flax_model.msgpack", "pytorch_model.bin"])
     text = FlaxRobertaModel.from_pretrained(text_dir, add_pooling_layer=True)
     vision = FlaxCLIPVisionModel.from_pretrained(vision_dir)
-    tokenizer = AutoTokenizer.from_pretrained(text_dir, do_lower_case=False, strip_accents=False)
+    tokenizer = load_tokenizer(text_dir)
     # The original recipe's conventions: text positions from 0 and the CLIP transform (see config.py).
-    config = KoCLIPConfig(text.config, vision.config, projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
+    config = KoCLIPConfig(RobertaConfig.from_dict(text.config.to_dict()), ClipVisionConfig.from_dict(vision.config.to_dict()),
+                          projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
     params = init_params(config)
     params = {**params, "text_model": text.params, "vision_model": vision.params}
     return config, params, tokenizer
@@ -232,7 +240,7 @@ def _optimizer(cfg: TrainConfig):
 
 
 def _save(
-    cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, processor, step: int, rng_state: dict,
+    cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, transform, step: int, rng_state: dict,
     log: list[str],
 ) -> None:
     """A loadable model with its training log; until the last step, also the optimizer state that
@@ -243,14 +251,14 @@ def _save(
             {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step,
              "rng": json.dumps(rng_state)}
         )
-    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, processor, extra_files=extra)
+    checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, transform, extra_files=extra)
 
 
 def _pad_text(tokenizer, texts: list[str], length: int, cache: dict) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-length token ids (the step then compiles once), tokenising each distinct caption once."""
     for text in texts:
         if text not in cache:
-            cache[text] = tokenizer(text, truncation=True, max_length=length)["input_ids"]
+            cache[text] = tokenizer.encode([text], length)[0]
     return pad_token_ids([cache[text] for text in texts], length, tokenizer.pad_token_id)
 
 
@@ -280,12 +288,11 @@ def train(cfg: TrainConfig) -> Path:
     else:
         raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose {', '.join(SMALL_TOWERS)} or pretrained")
 
-    spec = ImageProcessorSpec("clip" if cfg.towers == "pretrained" else "vit", cfg.image_size)
-    processor = image_processor_for(spec)
+    transform = (ImageTransform.clip if cfg.towers == "pretrained" else ImageTransform.vit)(cfg.image_size)
     data = (
-        SceneData(cfg.scenes, cfg.seed, cfg.image_size, processor)
+        SceneData(cfg.scenes, cfg.seed, cfg.image_size, transform)
         if cfg.data == "scenes"
-        else DatasetData(cfg.data, cfg.split, cfg.image_column, cfg.text_column, processor)
+        else DatasetData(cfg.data, cfg.split, cfg.image_column, cfg.text_column, transform)
     )
     if config is None:
         tokenizer = train_wordpiece(data.texts(), vocab_size=1000)
@@ -323,7 +330,7 @@ def train(cfg: TrainConfig) -> Path:
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, {"loss": loss, **terms}
 
-    probe = KoCLIP("training", config, FlaxBackend(config, params), tokenizer, processor)
+    probe = KoCLIP("training", config, FlaxBackend(config, params), tokenizer, transform)
     eval_singles = evaluate.single_objects(200, cfg.seed + 7_919, cfg.image_size) if cfg.data == "scenes" else None
     cache: dict = {}
     log, seconds_before = _read_log(out) if resuming else ([], 0.0)
@@ -354,6 +361,6 @@ def train(cfg: TrainConfig) -> Path:
                 bar.write(json.dumps(record, ensure_ascii=False))
             log.append(json.dumps(record, ensure_ascii=False))
         if done % cfg.save_every == 0 or done == cfg.steps:
-            _save(cfg, config, params, opt_state, tokenizer, processor, done, rng.bit_generator.state, log)
+            _save(cfg, config, params, opt_state, tokenizer, transform, done, rng.bit_generator.state, log)
     bar.close()
     return out

@@ -38,7 +38,7 @@ EXTRA_TEXTS = [
 
 def klue_like_tokenizer_files() -> dict[str, bytes]:
     """klue/roberta-large's tokenizer files (a BERT WordPiece vocabulary), with a tiny vocabulary."""
-    vocab = tiny.train_wordpiece(tiny.SENTENCES + EXTRA_TEXTS * 4, vocab_size=400).get_vocab()
+    vocab = tiny.train_wordpiece(tiny.SENTENCES + EXTRA_TEXTS * 4, vocab_size=400).rust.get_vocab()
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file = Path(tmp) / "vocab.txt"
         vocab_file.write_text("".join(token + "\n" for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])))

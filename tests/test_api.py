@@ -156,7 +156,7 @@ def test_auto_runs_full_size_models_on_pytorch_where_it_can_and_small_ones_on_fl
     assert backends.resolve("auto", 425_000_000) == "torch"
     assert backends.resolve("auto", 600_000) == "flax"  # koclip-mini's size: PyTorch's import costs more
     assert backends.resolve("flax", 425_000_000) == "flax"
-    monkeypatch.setattr(backends, "torch_usable", lambda: False)  # not installed, or USE_TORCH=0 (the app)
+    monkeypatch.setattr(backends, "torch_usable", lambda: False)  # not installed, or USE_TORCH=0
     assert backends.resolve("auto", 425_000_000) == "flax"
     assert model.backend.name == "flax"  # a tiny model loaded with the default
 

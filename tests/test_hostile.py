@@ -93,11 +93,11 @@ def test_the_worst_image_under_the_limits_stays_within_a_memory_budget():
     script = (
         "import resource, sys; sys.path[:0] = ['tests', '.']\n"
         "import hostile_images, koclip\n"
-        "from koclip.processing import ImageProcessorSpec, image_processor_for, pixels_nhwc\n"
+        "from koclip.transform import ImageTransform\n"
         "data = hostile_images.worst_under_the_limits()\n"
-        "processor = image_processor_for(ImageProcessorSpec('clip', 224))\n"
+        "transform = ImageTransform.clip(224)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "pixels = pixels_nhwc(processor, [koclip.open_image(data)])\n"
+        "pixels = transform([koclip.open_image(data)])\n"
         "print(pixels.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)

@@ -1,14 +1,22 @@
-"""Checkpoints in every published format load through koclip.load and match transformers."""
+"""Checkpoints in every published format load through koclip.load and match transformers: its
+models, tokenizers and image processors compute the reference embeddings."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tiny
 import torch
 from PIL import Image
-from transformers import FlaxVisionTextDualEncoderModel, VisionTextDualEncoderConfig, VisionTextDualEncoderModel
+from transformers import (
+    AutoTokenizer,
+    CLIPImageProcessor,
+    FlaxVisionTextDualEncoderModel,
+    VisionTextDualEncoderConfig,
+    VisionTextDualEncoderModel,
+)
 
 import koclip
-import tiny
+from koclip.torch_model import transformers_config
 
 TEXTS = ["이것은 고양이 이다.", "a photo of a dog", "빨간 자동차가 도로 위에 있다 그리고 강아지 두 마리"]
 
@@ -27,9 +35,14 @@ def normalize(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def reference_inputs(model: koclip.KoCLIP):
-    tok = model.text_processor.tokenizer(TEXTS, padding=True, return_tensors="np")
-    return tok["input_ids"], tok["attention_mask"], model.preprocess(images())
+def reference_inputs(directory, image_size: int):
+    """Token ids, mask and NHWC pixels as transformers makes them for a published-format folder."""
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), do_lower_case=False, strip_accents=False)
+    tok = tokenizer(TEXTS, padding=True, return_tensors="np")
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                                   resample=Image.Resampling.BICUBIC)  # the transform the published models were trained with
+    pixels = processor(images=images(), return_tensors="np", input_data_format="channels_last")["pixel_values"]
+    return tok["input_ids"], tok["attention_mask"], pixels.transpose(0, 2, 3, 1)
 
 
 def positions_from_zero(mask):
@@ -47,9 +60,9 @@ def hybrid_clip(request, tmp_path_factory):
 def test_hybrid_clip_checkpoint_matches_transformers_flax(hybrid_clip):
     directory, cfg, params = hybrid_clip
     model = koclip.load(directory)
-    ids, mask, pixels = reference_inputs(model)
+    ids, mask, pixels = reference_inputs(directory, cfg.image_size)
     ref_config = VisionTextDualEncoderConfig.from_vision_text_configs(
-        cfg.vision_config, cfg.text_config, projection_dim=cfg.projection_dim
+        transformers_config(cfg.vision_config), transformers_config(cfg.text_config), projection_dim=cfg.projection_dim
     )
     reference = FlaxVisionTextDualEncoderModel(ref_config)
     ref_text = reference.get_text_features(
@@ -70,7 +83,7 @@ def pytorch_export(tmp_path_factory):
 @pytest.mark.parametrize("backend", ["flax", "torch"])
 def test_pytorch_export_matches_transformers_torch(pytorch_export, backend):
     model = koclip.load(pytorch_export, backend=backend)
-    ids, mask, pixels = reference_inputs(model)
+    ids, mask, pixels = reference_inputs(pytorch_export, model.config.image_size)
     reference = VisionTextDualEncoderModel.from_pretrained(pytorch_export).eval()
     with torch.no_grad():
         ref_text = reference.get_text_features(

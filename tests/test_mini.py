@@ -1,5 +1,10 @@
 """koclip-mini, the model that ships with the package, loads offline and knows its scenes."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +21,20 @@ def mini():
 def test_loads_offline_from_the_package(mini):
     assert mini.name == "koclip-mini" and mini.directory.is_dir()
     assert mini.config.vision_type == "koclip_conv"
+
+
+def test_loading_and_classifying_imports_neither_transformers_nor_pytorch():
+    # Both are installed here; a Flax load reads its own towers, tokenizer and image transform.
+    script = (
+        "import sys, koclip, PIL.Image\n"
+        "model = koclip.load('koclip-mini')\n"
+        "print(model.classify(PIL.Image.new('RGB', (64, 64), 'red'), ['빨간 원', '파란 삼각형'])[0][0])\n"
+        "print(sorted(m for m in ('transformers', 'torch') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.splitlines() == ["빨간 원", "[]"]
 
 
 def test_a_blue_triangle_is_called_a_blue_triangle(mini):

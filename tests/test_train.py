@@ -8,7 +8,7 @@ import pytest
 import koclip
 from koclip import evaluate, scenes, train
 from koclip.cli import main as cli
-from koclip.processing import ImageProcessorSpec, image_processor_for
+from koclip.transform import ImageTransform
 
 QUICK = dict(towers="mini", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=2e-3,
              warmup_steps=20, text_length=16, eval_every=1000, save_every=1000)
@@ -55,7 +55,7 @@ def test_the_final_checkpoint_is_a_model_without_optimizer_state(trained):
 
 
 def test_scene_batches_carry_pair_labels():
-    data = train.SceneData(64, seed=3, size=32, processor=image_processor_for(ImageProcessorSpec("vit", 32)))
+    data = train.SceneData(64, seed=3, size=32, transform=ImageTransform.vit(32))
     rng = np.random.default_rng(0)
     for step in range(4):
         texts, pixels, positives, (image_labels, text_labels) = data.batch(rng, 16, step)

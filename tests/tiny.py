@@ -7,9 +7,15 @@ from pathlib import Path
 
 import numpy as np
 from flax import serialization
-from transformers import CLIPConfig, CLIPVisionConfig, RobertaConfig, ViTConfig
+from transformers import CLIPConfig
 
-from koclip.config import ConvTowerConfig, KoCLIPConfig
+from koclip.config import (
+    ClipVisionConfig,
+    ConvTowerConfig,
+    KoCLIPConfig,
+    RobertaConfig,
+    VitConfig,
+)
 from koclip.model import init_params
 from koclip.tokenizer import train_wordpiece
 
@@ -35,10 +41,10 @@ def text_config(vocab_size: int) -> RobertaConfig:
 def vision_config(kind: str, image_size: int = 32):
     """A tiny tower of the kind given; at 224 px the patches are ViT-B/32's (clip) or ViT-L/16's (vit)."""
     if kind == "clip":
-        return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        return ClipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                 image_size=image_size, patch_size=8 if image_size == 32 else 32)
     if kind == "vit":
-        return ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        return VitConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          image_size=image_size, patch_size=8 if image_size == 32 else 16)
     return ConvTowerConfig(image_size=image_size, widths=(8, 16), hidden_size=24, local_size=12)
 
@@ -63,9 +69,12 @@ def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, v
     `vision_type` is the CLIP tower's `model_type`: "clip" (a full CLIP config whose vision part is
     used) or "clip_vision_model" (the vision config alone).
     """
+    from koclip.torch_model import transformers_config
+
     cfg = config(kind, vocab_size, image_size)
     params = _random_params(cfg, seed, noise)
-    vision = cfg.vision_config.to_dict()
+    # Each tower's config as transformers writes it, every key included.
+    vision = transformers_config(cfg.vision_config).to_dict() if kind in ("clip", "vit") else cfg.vision_config.to_dict()
     if kind == "clip" and vision_type == "clip":
         vision = {**CLIPConfig(vision_config=vision).to_dict(), "model_type": "clip"}
     elif kind == "clip":
@@ -75,7 +84,7 @@ def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, v
         "initializer_factor": 1.0,
         "model_type": "hybrid-clip",
         "projection_dim": cfg.projection_dim,
-        "text_config": {**cfg.text_config.to_dict(), "model_type": "roberta"},
+        "text_config": transformers_config(cfg.text_config).to_dict(),
         "vision_config": vision,
         "transformers_version": "4.9.0.dev0",
     }
@@ -90,7 +99,7 @@ def write_hybrid_clip(directory: Path, seed: int = 0, kind: str = "clip") -> tup
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (directory / name).write_bytes(data)
-    tok.save_pretrained(directory)
+    tok.save(directory)
     return cfg, params
 
 
@@ -99,13 +108,16 @@ def write_vision_text_dual_encoder(directory: Path, seed: int = 0) -> None:
     import torch
     from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
+    from koclip.torch_model import transformers_config
+
     tok = tokenizer()
     cfg = config("clip", len(tok))
-    vtde = VisionTextDualEncoderConfig.from_vision_text_configs(cfg.vision_config, cfg.text_config, projection_dim=16)
+    vtde = VisionTextDualEncoderConfig.from_vision_text_configs(
+        transformers_config(cfg.vision_config), transformers_config(cfg.text_config), projection_dim=16)
     torch.manual_seed(seed)
     model = VisionTextDualEncoderModel(vtde)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     model.save_pretrained(directory)
-    tok.save_pretrained(directory)
+    tok.save(directory)

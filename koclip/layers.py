@@ -1,0 +1,131 @@
+"""Building blocks shared by the transformer towers (`roberta`, `vision`).
+
+Module and parameter names follow transformers' Flax towers, so the published checkpoints load
+as they are and a tower initialised here with a given seed gets the same weights as theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.attention import dot_product_attention_weights
+
+from koclip.errors import KoCLIPError
+
+ACTIVATIONS: dict[str, Callable] = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "relu": nn.relu,
+    "silu": nn.swish,
+    "swish": nn.swish,
+    "tanh": nn.tanh,
+}
+
+
+def activation(name: str) -> Callable:
+    if name not in ACTIVATIONS:
+        raise KoCLIPError(f"unsupported activation {name!r} in the model config; koclip runs {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def padding_bias(attention_mask: jnp.ndarray, dtype) -> jnp.ndarray:
+    """An additive attention bias that keeps padded keys out: (batch, 1, 1, keys)."""
+    keep = attention_mask[:, None, None, :] > 0
+    return jnp.where(keep, jnp.zeros((), dtype), jnp.asarray(jnp.finfo(dtype).min, dtype))
+
+
+def attend(module: nn.Module, query, key, value, bias, dropout_rate: float, deterministic: bool, dtype):
+    """Scaled dot-product attention over heads; inputs and output are (batch, tokens, heads, depth)
+    and (batch, tokens, heads * depth)."""
+    dropout_rng = module.make_rng("dropout") if not deterministic and dropout_rate > 0 else None
+    weights = dot_product_attention_weights(
+        query, key, bias=bias, dropout_rng=dropout_rng, dropout_rate=dropout_rate, broadcast_dropout=True,
+        deterministic=deterministic, dtype=dtype,
+    )
+    out = jnp.einsum("...hqk,...khd->...qhd", weights, value)
+    return out.reshape(out.shape[:2] + (-1,))
+
+
+class QKVAttention(nn.Module):
+    """Self-attention with projections named `query`, `key` and `value` (RoBERTa's and ViT's)."""
+
+    hidden_size: int
+    heads: int
+    dropout_rate: float
+    kernel_init: Callable
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        def project(name):
+            out = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype, name=name)(x)
+            return out.reshape(out.shape[:2] + (self.heads, self.hidden_size // self.heads))
+
+        query, key, value = project("query"), project("key"), project("value")
+        return attend(self, query, key, value, bias, self.dropout_rate, deterministic, self.dtype)
+
+
+class DenseOutput(nn.Module):
+    """`dense`, then dropout; then, as configured, the residual added and `LayerNorm` applied."""
+
+    features: int
+    dropout_rate: float
+    kernel_init: Callable
+    layer_norm_eps: float | None = None  # None: no LayerNorm
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, residual=None, deterministic: bool = True):
+        x = nn.Dense(self.features, kernel_init=self.kernel_init, dtype=self.dtype, name="dense")(x)
+        x = nn.Dropout(rate=self.dropout_rate, name="dropout")(x, deterministic=deterministic)
+        if residual is not None:
+            x = x + residual
+        if self.layer_norm_eps is not None:
+            x = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x)
+        return x
+
+
+class DenseActivation(nn.Module):
+    """`dense`, then an activation: the feed-forward block's first half, and the poolers."""
+
+    features: int
+    act: str
+    kernel_init: Callable
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        return activation(self.act)(nn.Dense(self.features, kernel_init=self.kernel_init, dtype=self.dtype, name="dense")(x))
+
+
+class Stack(nn.Module):
+    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn."""
+
+    layer: type
+    config: Any
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        for i in range(self.config.num_hidden_layers):
+            x = self.layer(self.config, self.dtype, name=str(i))(x, bias, deterministic)
+        return x
+
+
+class Encoder(nn.Module):
+    """The layer stack under the name each family gives it (`encoder/layer/0`, `encoder/layers/0`)."""
+
+    layer: type
+    config: Any
+    stack_name: str
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        return Stack(self.layer, self.config, self.dtype, name=self.stack_name)(x, bias, deterministic)

@@ -1,0 +1,141 @@
+"""Image preprocessing in PIL and NumPy: what transformers' `CLIPImageProcessor` and
+`ViTImageProcessor` compute, read from and saved as their `preprocessor_config.json`.
+
+`clip`: resize the short side (bicubic), centre-crop, CLIP's mean and std: the transform the
+published models were trained with, for both of their vision towers. `vit`: resize to a square
+(bilinear), mean and std 0.5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from koclip.errors import KoCLIPError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+CLIP_PROCESSOR, VIT_PROCESSOR = "CLIPImageProcessor", "ViTImageProcessor"
+FILE = "preprocessor_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTransform:
+    processor: str  # the transformers class that computes the same: CLIP_PROCESSOR or VIT_PROCESSOR
+    size: tuple[str, int] | tuple[int, int]  # ("shortest_edge", n) or (height, width)
+    crop: tuple[int, int] | None  # (height, width), or None for no crop
+    resample: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    rescale_factor: float | None = 1 / 255  # None: no rescaling
+    normalize: bool = True
+    resize: bool = True
+
+    @classmethod
+    def clip(cls, size: int) -> "ImageTransform":
+        return cls(CLIP_PROCESSOR, ("shortest_edge", size), (size, size), Image.Resampling.BICUBIC, CLIP_MEAN, CLIP_STD)
+
+    @classmethod
+    def vit(cls, size: int) -> "ImageTransform":
+        return cls(VIT_PROCESSOR, (size, size), None, Image.Resampling.BILINEAR, HALF, HALF)
+
+    def _output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after the resize, computed as transformers does (truncating the long side)."""
+        if self.size[0] != "shortest_edge":
+            return self.size[1], self.size[0]
+        short, long = sorted((width, height))
+        new_long = int(self.size[1] * long / short)
+        return (self.size[1], new_long) if width <= height else (new_long, self.size[1])
+
+    def one(self, image: Image.Image) -> np.ndarray:
+        """One RGB image as float32 HWC."""
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        if self.resize:
+            image = image.resize(self._output_size(*image.size), resample=self.resample)
+        array = np.asarray(image)
+        if self.crop is not None:
+            array = _center_crop(array, self.crop)
+        out = array.astype(np.float64) * self.rescale_factor if self.rescale_factor is not None else array
+        out = out.astype(np.float32)
+        if self.normalize:
+            out = (out - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return out
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB PIL images as a float32 NHWC batch."""
+        return np.stack([self.one(image) for image in images])
+
+    def to_dict(self) -> dict[str, Any]:
+        size = {"shortest_edge": self.size[1]} if self.size[0] == "shortest_edge" else {"height": self.size[0], "width": self.size[1]}
+        d = {
+            "image_processor_type": self.processor, "do_resize": self.resize, "size": size, "resample": int(self.resample),
+            "do_rescale": self.rescale_factor is not None, "rescale_factor": self.rescale_factor or 1 / 255,
+            "do_normalize": self.normalize, "image_mean": list(self.mean), "image_std": list(self.std),
+        }
+        if self.processor == CLIP_PROCESSOR:
+            crop = self.crop or (self.size[1],) * 2
+            d |= {"do_center_crop": self.crop is not None, "crop_size": {"height": crop[0], "width": crop[1]},
+                  "do_convert_rgb": True}
+        return d
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / FILE).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImageTransform":
+        """Read a saved `CLIPImageProcessor` or `ViTImageProcessor` (or an older feature extractor of either)."""
+        legacy = str(d.get("feature_extractor_type", "")).replace("FeatureExtractor", "ImageProcessor")
+        processor = d.get("image_processor_type") or legacy
+        if processor not in (CLIP_PROCESSOR, VIT_PROCESSOR):
+            raise KoCLIPError(f"names an image processor koclip does not use ({processor!r}); "
+                              f"it reads {CLIP_PROCESSOR} and {VIT_PROCESSOR}")
+        default = cls.clip(224) if processor == CLIP_PROCESSOR else cls.vit(224)
+        size = d.get("size")
+        if isinstance(size, int):  # older files: CLIP's int is the short side, ViT's the square's side
+            size = {"shortest_edge": size} if processor == CLIP_PROCESSOR else {"height": size, "width": size}
+        size = size or {}
+        if "shortest_edge" in size:
+            resize = ("shortest_edge", int(size["shortest_edge"]))
+        elif "height" in size and "width" in size:
+            resize = (int(size["height"]), int(size["width"]))
+        else:
+            resize = default.size
+        crop = None
+        if processor == CLIP_PROCESSOR and d.get("do_center_crop", True):
+            c = d.get("crop_size", default.crop[0])
+            crop = (int(c), int(c)) if isinstance(c, int) else (int(c["height"]), int(c["width"]))
+        return cls(
+            processor, resize, crop, int(d.get("resample", default.resample)),
+            tuple(float(x) for x in d.get("image_mean", default.mean)), tuple(float(x) for x in d.get("image_std", default.std)),
+            float(d.get("rescale_factor", 1 / 255)) if d.get("do_rescale", True) else None,
+            bool(d.get("do_normalize", True)), bool(d.get("do_resize", True)),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> "ImageTransform":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise KoCLIPError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+        except KoCLIPError as exc:
+            raise KoCLIPError(f"{path} {exc}") from None
+
+
+def _center_crop(array: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """The centre (height, width) of an HWC array, zero-padded where the array is smaller, as transformers crops."""
+    height, width = array.shape[:2]
+    out_h, out_w = crop
+    top, left = (height - out_h) // 2, (width - out_w) // 2
+    if top >= 0 and left >= 0:
+        return array[top : top + out_h, left : left + out_w]
+    padded = np.zeros((max(height, out_h), max(width, out_w)) + array.shape[2:], array.dtype)
+    top_pad, left_pad = -(-(padded.shape[0] - height) // 2), -(-(padded.shape[1] - width) // 2)
+    padded[top_pad : top_pad + height, left_pad : left_pad + width] = array
+    top, left = top + top_pad, left + left_pad
+    return padded[max(0, top) : top + out_h, max(0, left) : left + out_w]

@@ -1,0 +1,199 @@
+"""The vision transformer towers in Flax: CLIP's (koclip-base) and ViT (koclip-large).
+
+Their parameter trees are those of transformers' `FlaxCLIPVisionModule` and `FlaxViTModule`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from koclip.config import ClipVisionConfig, VitConfig
+from koclip.layers import (
+    DenseActivation,
+    DenseOutput,
+    Encoder,
+    QKVAttention,
+    activation,
+    attend,
+)
+
+
+def _patches(conv: nn.Conv, pixel_values) -> jnp.ndarray:
+    x = conv(pixel_values)  # NHWC in, one embedding per patch out
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+# ------------------------------------------------------------------------------------------ CLIP
+
+
+class ClipAttention(nn.Module):
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        cfg = self.config
+        heads = cfg.num_attention_heads
+
+        def dense(name):
+            return nn.Dense(cfg.hidden_size, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype, name=name)
+
+        def project(name):
+            return dense(name)(x).reshape(x.shape[:2] + (heads, cfg.hidden_size // heads))
+
+        out = attend(self, project("q_proj"), project("k_proj"), project("v_proj"), None, cfg.attention_dropout,
+                     deterministic, self.dtype)
+        return dense("out_proj")(out)
+
+
+class ClipMLP(nn.Module):
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        init = nn.initializers.normal(0.01)
+        x = nn.Dense(cfg.intermediate_size, kernel_init=init, dtype=self.dtype, name="fc1")(x)
+        return nn.Dense(cfg.hidden_size, kernel_init=init, dtype=self.dtype, name="fc2")(activation(cfg.hidden_act)(x))
+
+
+class ClipLayer(nn.Module):
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        cfg = self.config
+
+        def norm(name):
+            return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=name)
+
+        x = x + ClipAttention(cfg, self.dtype, name="self_attn")(norm("layer_norm1")(x), deterministic)
+        return x + ClipMLP(cfg, self.dtype, name="mlp")(norm("layer_norm2")(x))
+
+
+class ClipVisionTransformer(nn.Module):
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values, deterministic: bool):
+        cfg = self.config
+        x = ClipVisionEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values)
+        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="pre_layrnorm")(x)
+        x = Encoder(ClipLayer, cfg, "layers", self.dtype, name="encoder")(x, None, deterministic)
+        pooled = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="post_layernorm")(x[:, 0])
+        return x, pooled
+
+
+class ClipVisionEmbeddings(nn.Module):
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values):
+        cfg = self.config
+        width = cfg.hidden_size
+        cls = self.param("class_embedding", nn.initializers.normal(stddev=0.02), (width,))
+        conv = nn.Conv(width, (cfg.patch_size,) * 2, strides=(cfg.patch_size,) * 2, padding="VALID", use_bias=False,
+                       kernel_init=nn.initializers.normal(), dtype=self.dtype, name="patch_embedding")
+        x = _patches(conv, pixel_values)
+        x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, width)), x], axis=1)
+        positions = nn.Embed(x.shape[1], width, embedding_init=nn.initializers.normal(), name="position_embedding")
+        return x + positions(jnp.arange(x.shape[1])[None])
+
+
+class ClipVisionTower(nn.Module):
+    """Returns the last hidden states and the pooled output (the first token, layer-normed)."""
+
+    config: ClipVisionConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values, deterministic: bool = True):
+        return ClipVisionTransformer(self.config, self.dtype, name="vision_model")(pixel_values, deterministic)
+
+
+# ------------------------------------------------------------------------------------------- ViT
+
+
+def _vit_init(config: VitConfig):
+    return nn.initializers.variance_scaling(config.initializer_range**2, "fan_in", "truncated_normal")
+
+
+class VitEmbeddings(nn.Module):
+    config: VitConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values, deterministic: bool):
+        cfg = self.config
+        patches = (cfg.image_size // cfg.patch_size) ** 2
+        cls = self.param("cls_token", _vit_init(cfg), (1, 1, cfg.hidden_size))
+        x = VitPatchEmbeddings(cfg, self.dtype, name="patch_embeddings")(pixel_values)
+        positions = self.param("position_embeddings", _vit_init(cfg), (1, patches + 1, cfg.hidden_size))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, cfg.hidden_size)), x], axis=1) + positions
+        return nn.Dropout(rate=cfg.hidden_dropout_prob, name="dropout")(x, deterministic=deterministic)
+
+
+class VitPatchEmbeddings(nn.Module):
+    config: VitConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values):
+        cfg = self.config
+        return _patches(nn.Conv(cfg.hidden_size, (cfg.patch_size,) * 2, strides=(cfg.patch_size,) * 2, padding="VALID",
+                                kernel_init=_vit_init(cfg), dtype=self.dtype, name="projection"), pixel_values)
+
+
+class VitAttention(nn.Module):
+    config: VitConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        cfg = self.config
+        attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob,
+                                _vit_init(cfg), cfg.qkv_bias, self.dtype, name="attention")(x, None, deterministic)
+        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
+                           name="output")(attended, deterministic=deterministic)
+
+
+class VitLayer(nn.Module):
+    config: VitConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        cfg = self.config
+
+        def norm(name):
+            return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=name)
+
+        x = x + VitAttention(cfg, self.dtype, name="attention")(norm("layernorm_before")(x), deterministic)
+        h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _vit_init(cfg), self.dtype,
+                            name="intermediate")(norm("layernorm_after")(x))
+        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
+                           name="output")(h, x, deterministic)
+
+
+class VitTower(nn.Module):
+    """Returns the last hidden states, layer-normed, and the pooled output (tanh of a dense layer on the first token)."""
+
+    config: VitConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, pixel_values, deterministic: bool = True):
+        cfg = self.config
+        x = VitEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values, deterministic)
+        x = Encoder(VitLayer, cfg, "layer", self.dtype, name="encoder")(x, None, deterministic)
+        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="layernorm")(x)
+        pooled = DenseActivation(cfg.pooler_output_size or cfg.hidden_size, cfg.pooler_act, _vit_init(cfg), self.dtype,
+                                 name="pooler")(x[:, 0])
+        return x, pooled
