@@ -1,6 +1,6 @@
 """KoCLIP: Korean image-text dual encoders (a Korean port of OpenAI's CLIP).
 
-The heavy parts (JAX, transformers) load on first use, so `python -m koclip --help` and
+The heavy parts (JAX, Flax) load on first use, so `python -m koclip --help` and
 `import koclip.scenes` stay fast.
 """
 

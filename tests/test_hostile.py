@@ -62,8 +62,16 @@ def test_the_shared_tokenizer_survives_concurrent_use(mini):
         except Exception as exc:  # what a Streamlit session would have shown as a traceback
             errors.append(exc)
 
+    long_ids, _ = mini.text_processor(["빨간 원 " * 50])
+
+    def same_answers():  # truncation is per call: one thread's long text never cuts another's
+        assert mini.unknown_words("고양이 빨간 원") == ["고양이"]
+        assert (mini.text_processor(["빨간 원 " * 50])[0] == long_ids).all()
+        assert mini.text_processor(["빨간 원"])[1].sum() == len(mini.text_processor.tokenizer.encode(["빨간 원"])[0])
+
     threads = [
         threading.Thread(target=hammer, args=(lambda: mini.is_truncated("빨간 원 " * 50),)),
+        threading.Thread(target=hammer, args=(same_answers,)),
         threading.Thread(target=hammer, args=(lambda: mini.encode_text(["파란 삼각형", "노란 별이 있다"]),)),
         threading.Thread(target=hammer, args=(lambda: mini.classify(scenes.single_object("원", "빨간"), ["빨간 원", "파란 별"]),)),
     ]
