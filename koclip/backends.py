@@ -105,10 +105,12 @@ class TorchBackend:
     def __init__(self, config: KoCLIPConfig, state: dict[str, np.ndarray], precision: str = "float32"):
         try:
             import torch
-        except ImportError:
+            import transformers  # noqa: F401  (it builds the PyTorch towers)
+        except ImportError as exc:
             raise KoCLIPError(
-                'backend="torch" needs PyTorch, which is not installed: pip install torch '
-                "(the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+                f'backend="torch" needs PyTorch and transformers, and {exc.name} is not installed: '
+                "pip install -r requirements-torch.txt, or pip install transformers==4.57.6 torch "
+                "(the CPU build of torch: --index-url https://download.pytorch.org/whl/cpu)"
             ) from None
 
         if not torch_usable():
@@ -171,9 +173,12 @@ def weight_count(tree) -> int:
 
 
 def torch_usable() -> bool:
-    """Whether PyTorch is installed and transformers may use it (USE_TORCH=0 forbids it)."""
-    from transformers.utils import is_torch_available
-
+    """Whether PyTorch and transformers are installed and transformers may use PyTorch (USE_TORCH=0
+    forbids it)."""
+    try:
+        from transformers.utils import is_torch_available
+    except ImportError:
+        return False
     return is_torch_available()
 
 
@@ -198,7 +203,8 @@ def resolve(backend: str, weights: int, precision: str = "float32") -> str:
         backend = "torch" if wants_torch and torch_usable() else "flax"
         if precision != "float32" and backend != "torch":
             raise InvalidInputError(f'precision="{precision}" needs the PyTorch twin, which cannot run here: PyTorch '
-                                    "is not installed, or USE_TORCH=0 forbids transformers to use it")
+                                    "or transformers is not installed (requirements-torch.txt), or USE_TORCH=0 "
+                                    "forbids transformers to use it")
     return backend
 
 

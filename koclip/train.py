@@ -211,7 +211,11 @@ class DatasetData:
 
 def pretrained_towers(image_size: int):
     """klue/roberta-large and openai/clip-vit-base-patch32 from the Hub: the original KoCLIP recipe."""
-    from transformers import FlaxCLIPVisionModel, FlaxRobertaModel
+    try:
+        from transformers import FlaxCLIPVisionModel, FlaxRobertaModel
+    except ImportError:
+        raise KoCLIPError("--towers pretrained reads klue/roberta-large and CLIP with transformers, which is not "
+                          "installed: pip install -r requirements-torch.txt") from None
 
     from koclip import hub
 

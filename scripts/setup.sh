@@ -12,7 +12,7 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# The app needs no torch (requirements.txt); the tests pin it in requirements-dev.txt.
+# The app needs neither torch nor transformers (requirements.txt); the tests add both (requirements-dev.txt).
 .venv/bin/python -m pip install --quiet -r "$requirements"
 # koclip itself, from this folder (editable), so that scripts and benchmarks import it from anywhere.
 PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .

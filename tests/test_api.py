@@ -190,6 +190,19 @@ def test_the_torch_backend_says_why_it_cannot_run_where_transformers_may_not_use
         koclip.load(model_dir, backend="torch")
 
 
+def test_without_transformers_flax_runs_and_the_torch_backend_says_what_to_install(model_dir, monkeypatch):
+    import sys
+
+    from koclip import backends
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "transformers"] + ["transformers"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as where it is not installed (a Space)
+    assert koclip.load(model_dir).encode_text(["빨간 원"]).shape[0] == 1  # backend="auto" falls back to Flax
+    assert backends.resolve("auto", 10**9) == "flax"
+    with pytest.raises(koclip.KoCLIPError, match="transformers is not installed: pip install -r requirements-torch.txt"):
+        koclip.load(model_dir, backend="torch")
+
+
 def test_the_torch_backend_refuses_a_checkpoint_that_lacks_a_weight(model_dir):
     # PyTorch's model is built without initialising its weights: every one must come from the checkpoint.
     from koclip import backends, checkpoint, convert

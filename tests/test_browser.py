@@ -117,7 +117,8 @@ def browser_page(browser):
 @pytest.fixture(scope="module")
 def space_page(browser, hub_cache, tmp_path_factory):
     """The app on a Space that has the published models in its Hub cache: koclip-base."""
-    env = {"HF_HUB_CACHE": str(hub_cache[0]), "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings"))}
+    env = {"HF_HUB_CACHE": str(hub_cache[0]), "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings")),
+           "PYTHONPROFILEIMPORTTIME": "1"}  # the log names every module the server imports
     with serve(env, "space-server.log") as server, browse(browser, server.url) as page:
         yield page
 
@@ -274,3 +275,11 @@ def test_space_text_to_image_encodes_the_sample_photos_then_answers(space_page):
     page.get_by_role("button", name="More like this").first.click()
     page.get_by_text("this image: ").wait_for()
     finish(page, "space_more_like_this")
+
+
+def test_the_space_server_imports_neither_transformers_nor_pytorch(space_page):
+    # A Space installs neither (requirements.txt); every page above has answered on this server.
+    lines = (ARTIFACTS / "space-server.log").read_text(errors="replace").splitlines()
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    assert "koclip" in imported and "jax" in imported
+    assert not imported & {"transformers", "torch"}

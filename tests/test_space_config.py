@@ -30,9 +30,10 @@ def test_the_readme_header_runs_app_py_with_the_pinned_streamlit():
     assert header["python_version"].strip('"') == "3.11"
 
 
-def test_the_requirements_install_without_torch_or_cuda(tmp_path):
+def test_the_requirements_install_without_torch_cuda_or_transformers(tmp_path):
     # What a Space's CPU hardware would install, resolved but not installed. A torch asked for by
-    # anything would come from PyPI as a CUDA build of several GB.
+    # anything would come from PyPI as a CUDA build of several GB; transformers serves only the
+    # PyTorch twin.
     report = tmp_path / "report.json"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
@@ -40,5 +41,5 @@ def test_the_requirements_install_without_torch_or_cuda(tmp_path):
         check=True, capture_output=True, timeout=600,
     )
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
-    assert {"streamlit", "jax", "flax", "transformers", "datasets", "scikit-learn"} <= names
-    assert not {name for name in names if name == "torch" or name.startswith(("nvidia-", "triton"))}
+    assert {"streamlit", "jax", "flax", "tokenizers", "datasets", "scikit-learn"} <= names
+    assert not {name for name in names if name in ("torch", "transformers") or name.startswith(("nvidia-", "triton"))}
