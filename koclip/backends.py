@@ -194,9 +194,10 @@ def check(backend: str, precision: str = "float32") -> None:
 
 def resolve(backend: str, weights: int, precision: str = "float32") -> str:
     """The backend to run, "flax" or "torch": "auto" is the PyTorch twin for full-size models (it
-    compiles nothing per input shape, and on CPU it encodes image batches slightly faster than XLA,
-    text ~15% slower: benchmarks/encode.py) and for bfloat16, where PyTorch can run; else Flax, which
-    small models keep (PyTorch's import costs more than all their queries)."""
+    compiles nothing per input shape, and on CPU it encodes image batches up to 1.2x faster than
+    XLA, though short texts slower: benchmarks/encode.py) and for bfloat16, where PyTorch and
+    transformers can run; else Flax, which small models keep (PyTorch's import costs more than all
+    their queries)."""
     check(backend, precision)
     if backend == "auto":
         wants_torch = weights >= SMALL_MODEL or precision != "float32"
