@@ -33,6 +33,11 @@ def activation(name: str) -> Callable:
     return ACTIVATIONS[name]
 
 
+def layer_norm(config, dtype, name: str) -> nn.LayerNorm:
+    """A LayerNorm with the tower's epsilon."""
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name=name)
+
+
 def padding_bias(attention_mask: jnp.ndarray, dtype) -> jnp.ndarray:
     """An additive attention bias that keeps padded keys out: (batch, 1, 1, keys)."""
     keep = attention_mask[:, None, None, :] > 0

@@ -13,6 +13,7 @@ from koclip.layers import (
     DenseOutput,
     Encoder,
     QKVAttention,
+    layer_norm,
     padding_bias,
 )
 
@@ -35,7 +36,7 @@ class RobertaEmbeddings(nn.Module):
         x = (embed("word_embeddings", cfg.vocab_size, input_ids)
              + embed("token_type_embeddings", cfg.type_vocab_size, token_type_ids)
              + embed("position_embeddings", cfg.max_position_embeddings, position_ids))
-        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="LayerNorm")(x)
+        x = layer_norm(cfg, self.dtype, "LayerNorm")(x)
         return nn.Dropout(rate=cfg.hidden_dropout_prob, name="dropout")(x, deterministic=deterministic)
 
 

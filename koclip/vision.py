@@ -18,6 +18,7 @@ from koclip.layers import (
     QKVAttention,
     activation,
     attend,
+    layer_norm,
 )
 
 
@@ -68,12 +69,9 @@ class ClipLayer(nn.Module):
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
-
-        def norm(name):
-            return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=name)
-
-        x = x + ClipAttention(cfg, self.dtype, name="self_attn")(norm("layer_norm1")(x), deterministic)
-        return x + ClipMLP(cfg, self.dtype, name="mlp")(norm("layer_norm2")(x))
+        attention = ClipAttention(cfg, self.dtype, name="self_attn")
+        x = x + attention(layer_norm(cfg, self.dtype, "layer_norm1")(x), deterministic)
+        return x + ClipMLP(cfg, self.dtype, name="mlp")(layer_norm(cfg, self.dtype, "layer_norm2")(x))
 
 
 class ClipVisionTransformer(nn.Module):
@@ -84,9 +82,9 @@ class ClipVisionTransformer(nn.Module):
     def __call__(self, pixel_values, deterministic: bool):
         cfg = self.config
         x = ClipVisionEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values)
-        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="pre_layrnorm")(x)
+        x = layer_norm(cfg, self.dtype, "pre_layrnorm")(x)
         x = Encoder(ClipLayer, cfg, "layers", self.dtype, name="encoder")(x, None, deterministic)
-        pooled = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="post_layernorm")(x[:, 0])
+        pooled = layer_norm(cfg, self.dtype, "post_layernorm")(x[:, 0])
         return x, pooled
 
 
@@ -171,13 +169,10 @@ class VitLayer(nn.Module):
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
-
-        def norm(name):
-            return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=name)
-
-        x = x + VitAttention(cfg, self.dtype, name="attention")(norm("layernorm_before")(x), deterministic)
+        attention = VitAttention(cfg, self.dtype, name="attention")
+        x = x + attention(layer_norm(cfg, self.dtype, "layernorm_before")(x), deterministic)
         h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _vit_init(cfg), self.dtype,
-                            name="intermediate")(norm("layernorm_after")(x))
+                            name="intermediate")(layer_norm(cfg, self.dtype, "layernorm_after")(x))
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
                            name="output")(h, x, deterministic)
 
@@ -193,7 +188,7 @@ class VitTower(nn.Module):
         cfg = self.config
         x = VitEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values, deterministic)
         x = Encoder(VitLayer, cfg, "layer", self.dtype, name="encoder")(x, None, deterministic)
-        x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="layernorm")(x)
+        x = layer_norm(cfg, self.dtype, "layernorm")(x)
         pooled = DenseActivation(cfg.pooler_output_size or cfg.hidden_size, cfg.pooler_act, _vit_init(cfg), self.dtype,
                                  name="pooler")(x[:, 0])
         return x, pooled
