@@ -67,12 +67,15 @@ class QKVAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
-        def project(name):
-            out = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype, name=name)(x)
+    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
+        """Queries from the first `rows` tokens only (None: all); keys and values from all."""
+
+        def project(name, tokens):
+            out = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype,
+                           name=name)(tokens)
             return out.reshape(out.shape[:2] + (self.heads, self.hidden_size // self.heads))
 
-        query, key, value = project("query"), project("key"), project("value")
+        query, key, value = project("query", x[:, :rows]), project("key", x), project("value", x)
         return attend(self, query, key, value, bias, self.dropout_rate, deterministic, self.dtype)
 
 
@@ -110,16 +113,23 @@ class DenseActivation(nn.Module):
 
 
 class Stack(nn.Module):
-    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn."""
+    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn.
+
+    `first_only`: the last layer computes the first token alone (its attention still reads every
+    token), for a tower whose output is pooled from that token: the same result for less work.
+    """
 
     layer: type
     config: Any
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
+        last = self.config.num_hidden_layers - 1
         for i in range(self.config.num_hidden_layers):
-            x = self.layer(self.config, self.dtype, name=str(i))(x, bias, deterministic)
+            rows = 1 if self.first_only and i == last else None
+            x = self.layer(self.config, self.dtype, name=str(i))(x, bias, deterministic, rows)
         return x
 
 
@@ -130,7 +140,8 @@ class Encoder(nn.Module):
     config: Any
     stack_name: str
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
-        return Stack(self.layer, self.config, self.dtype, name=self.stack_name)(x, bias, deterministic)
+        return Stack(self.layer, self.config, self.dtype, self.first_only, name=self.stack_name)(x, bias, deterministic)

@@ -45,12 +45,12 @@ class RobertaAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
         cfg = self.config
         attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob, _init(cfg),
-                                dtype=self.dtype, name="self")(x, bias, deterministic)
+                                dtype=self.dtype, name="self")(x, bias, deterministic, rows)
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
-                           name="output")(attended, x, deterministic)
+                           name="output")(attended, x[:, :rows], deterministic)
 
 
 class RobertaLayer(nn.Module):
@@ -58,25 +58,28 @@ class RobertaLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
         cfg = self.config
-        x = RobertaAttention(cfg, self.dtype, name="attention")(x, bias, deterministic)
+        x = RobertaAttention(cfg, self.dtype, name="attention")(x, bias, deterministic, rows)
         h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _init(cfg), self.dtype, name="intermediate")(x)
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
                            name="output")(h, x, deterministic)
 
 
 class RobertaTower(nn.Module):
-    """Returns the last hidden states and the pooled output (tanh of a dense layer on the first token)."""
+    """Returns the last hidden states and the pooled output (tanh of a dense layer on the first
+    token). `first_only`: the last hidden state of the first token alone, which is all the pooled
+    output needs."""
 
     config: RobertaConfig
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic: bool = True):
         cfg = self.config
         x = RobertaEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
-        x = Encoder(RobertaLayer, cfg, "layer", self.dtype, name="encoder")(
+        x = Encoder(RobertaLayer, cfg, "layer", self.dtype, self.first_only, name="encoder")(
             x, padding_bias(attention_mask, self.dtype), deterministic)
         pooled = DenseActivation(cfg.hidden_size, "tanh", _init(cfg), self.dtype, name="pooler")(x[:, 0])
         return x, pooled

@@ -35,18 +35,19 @@ class ClipAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, deterministic: bool):
+    def __call__(self, x, deterministic: bool, rows: int | None = None):
+        """Queries from the first `rows` tokens only (None: all); keys and values from all."""
         cfg = self.config
         heads = cfg.num_attention_heads
 
         def dense(name):
             return nn.Dense(cfg.hidden_size, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype, name=name)
 
-        def project(name):
-            return dense(name)(x).reshape(x.shape[:2] + (heads, cfg.hidden_size // heads))
+        def project(name, tokens):
+            return dense(name)(tokens).reshape(tokens.shape[:2] + (heads, cfg.hidden_size // heads))
 
-        out = attend(self, project("q_proj"), project("k_proj"), project("v_proj"), None, cfg.attention_dropout,
-                     deterministic, self.dtype)
+        out = attend(self, project("q_proj", x[:, :rows]), project("k_proj", x), project("v_proj", x), None,
+                     cfg.attention_dropout, deterministic, self.dtype)
         return dense("out_proj")(out)
 
 
@@ -67,23 +68,24 @@ class ClipLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
         cfg = self.config
         attention = ClipAttention(cfg, self.dtype, name="self_attn")
-        x = x + attention(layer_norm(cfg, self.dtype, "layer_norm1")(x), deterministic)
+        x = x[:, :rows] + attention(layer_norm(cfg, self.dtype, "layer_norm1")(x), deterministic, rows)
         return x + ClipMLP(cfg, self.dtype, name="mlp")(layer_norm(cfg, self.dtype, "layer_norm2")(x))
 
 
 class ClipVisionTransformer(nn.Module):
     config: ClipVisionConfig
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, pixel_values, deterministic: bool):
         cfg = self.config
         x = ClipVisionEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values)
         x = layer_norm(cfg, self.dtype, "pre_layrnorm")(x)
-        x = Encoder(ClipLayer, cfg, "layers", self.dtype, name="encoder")(x, None, deterministic)
+        x = Encoder(ClipLayer, cfg, "layers", self.dtype, self.first_only, name="encoder")(x, None, deterministic)
         pooled = layer_norm(cfg, self.dtype, "post_layernorm")(x[:, 0])
         return x, pooled
 
@@ -106,14 +108,17 @@ class ClipVisionEmbeddings(nn.Module):
 
 
 class ClipVisionTower(nn.Module):
-    """Returns the last hidden states and the pooled output (the first token, layer-normed)."""
+    """Returns the last hidden states and the pooled output (the first token, layer-normed).
+    `first_only`: the last hidden state of the first token alone, which is all the pooled output needs."""
 
     config: ClipVisionConfig
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, pixel_values, deterministic: bool = True):
-        return ClipVisionTransformer(self.config, self.dtype, name="vision_model")(pixel_values, deterministic)
+        transformer = ClipVisionTransformer(self.config, self.dtype, self.first_only, name="vision_model")
+        return transformer(pixel_values, deterministic)
 
 
 # ------------------------------------------------------------------------------------------- ViT
@@ -154,10 +159,10 @@ class VitAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, deterministic: bool):
+    def __call__(self, x, deterministic: bool, rows: int | None = None):
         cfg = self.config
         attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob,
-                                _vit_init(cfg), cfg.qkv_bias, self.dtype, name="attention")(x, None, deterministic)
+                                _vit_init(cfg), cfg.qkv_bias, self.dtype, name="attention")(x, None, deterministic, rows)
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
                            name="output")(attended, deterministic=deterministic)
 
@@ -167,10 +172,10 @@ class VitLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
         cfg = self.config
         attention = VitAttention(cfg, self.dtype, name="attention")
-        x = x + attention(layer_norm(cfg, self.dtype, "layernorm_before")(x), deterministic)
+        x = x[:, :rows] + attention(layer_norm(cfg, self.dtype, "layernorm_before")(x), deterministic, rows)
         h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _vit_init(cfg), self.dtype,
                             name="intermediate")(layer_norm(cfg, self.dtype, "layernorm_after")(x))
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
@@ -178,16 +183,19 @@ class VitLayer(nn.Module):
 
 
 class VitTower(nn.Module):
-    """Returns the last hidden states, layer-normed, and the pooled output (tanh of a dense layer on the first token)."""
+    """Returns the last hidden states, layer-normed, and the pooled output (tanh of a dense layer on
+    the first token). `first_only`: the last hidden state of the first token alone, which is all the
+    pooled output needs."""
 
     config: VitConfig
     dtype: Any = jnp.float32
+    first_only: bool = False
 
     @nn.compact
     def __call__(self, pixel_values, deterministic: bool = True):
         cfg = self.config
         x = VitEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values, deterministic)
-        x = Encoder(VitLayer, cfg, "layer", self.dtype, name="encoder")(x, None, deterministic)
+        x = Encoder(VitLayer, cfg, "layer", self.dtype, self.first_only, name="encoder")(x, None, deterministic)
         x = layer_norm(cfg, self.dtype, "layernorm")(x)
         pooled = DenseActivation(cfg.pooler_output_size or cfg.hidden_size, cfg.pooler_act, _vit_init(cfg), self.dtype,
                                  name="pooler")(x[:, 0])
