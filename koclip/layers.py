@@ -113,7 +113,8 @@ class DenseActivation(nn.Module):
 
 
 class Stack(nn.Module):
-    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn.
+    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn; each is called as
+    `layer(x, bias, deterministic, rows)` and computes the first `rows` tokens (None: all).
 
     `first_only`: the last layer computes the first token alone (its attention still reads every
     token), for a tower whose output is pooled from that token: the same result for less work.

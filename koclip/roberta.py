@@ -67,19 +67,20 @@ class RobertaLayer(nn.Module):
 
 
 class RobertaTower(nn.Module):
-    """Returns the last hidden states and the pooled output (tanh of a dense layer on the first
-    token). `first_only`: the last hidden state of the first token alone, which is all the pooled
-    output needs."""
+    """Returns the last hidden states and the pooled output (tanh of a dense layer on the first token).
+
+    Unlike the image towers it computes every token in the last layer: for a short query, which
+    reads each weight once, the first-token-only layer measured 10-20% slower.
+    """
 
     config: RobertaConfig
     dtype: Any = jnp.float32
-    first_only: bool = False
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic: bool = True):
         cfg = self.config
         x = RobertaEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
-        x = Encoder(RobertaLayer, cfg, "layer", self.dtype, self.first_only, name="encoder")(
+        x = Encoder(RobertaLayer, cfg, "layer", self.dtype, name="encoder")(
             x, padding_bias(attention_mask, self.dtype), deterministic)
         pooled = DenseActivation(cfg.hidden_size, "tanh", _init(cfg), self.dtype, name="pooler")(x[:, 0])
         return x, pooled

@@ -143,7 +143,9 @@ def test_towers_initialise_and_compute_as_transformers_flax_modules(ours, theirs
         out, ref = ours.apply({"params": params}, *inputs, **kwargs), theirs.apply({"params": params}, *their_inputs, **kwargs)
         np.testing.assert_allclose(out[0], ref[0], atol=1e-6)
         np.testing.assert_allclose(out[1], ref[1], atol=1e-6)
-    # The last layer for the first token alone, as the dual encoder runs it: the same pooled output.
+    if isinstance(config, RobertaConfig):
+        return
+    # The last layer for the first token alone, as the dual encoder runs image towers: the same pooled output.
     first = ours.clone(first_only=True).apply({"params": params}, *inputs)
     assert first[0].shape[1] == 1
     np.testing.assert_allclose(first[1], theirs.apply({"params": params}, *their_inputs)[1], atol=1e-5)
