@@ -286,9 +286,10 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
 
     `backend`: "flax", "torch" (the PyTorch twin: the same weights, embeddings equal to 1e-4), or
     "auto": the PyTorch twin for full-size models where PyTorch and transformers are installed
-    (requirements-torch.txt), which compiles nothing per input shape, and Flax otherwise. `precision`: "float32", or "bfloat16" (PyTorch only), which halves the
-    weights' memory and is faster on CPUs with bfloat16 units; its embeddings agree with float32's
-    to a cosine of 0.9999 on koclip-base's shapes (0.99 at the least, which the tests hold it to).
+    (requirements-torch.txt), which compiles nothing per input shape, and Flax otherwise.
+    `precision`: "float32", or "bfloat16" (PyTorch only), which halves the weights' memory and is
+    faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.9999
+    on koclip-base's shapes (0.99 at the least, which the tests hold it to).
     """
     backends.check(backend, precision)
     resolved = hub.resolve(name_or_path)

@@ -44,6 +44,11 @@ def padding_bias(attention_mask: jnp.ndarray, dtype) -> jnp.ndarray:
     return jnp.where(keep, jnp.zeros((), dtype), jnp.asarray(jnp.finfo(dtype).min, dtype))
 
 
+def split_heads(x: jnp.ndarray, heads: int) -> jnp.ndarray:
+    """(batch, tokens, width) as (batch, tokens, heads, width / heads)."""
+    return x.reshape(x.shape[:2] + (heads, x.shape[-1] // heads))
+
+
 def attend(module: nn.Module, query, key, value, bias, dropout_rate: float, deterministic: bool, dtype):
     """Scaled dot-product attention over heads; inputs and output are (batch, tokens, heads, depth)
     and (batch, tokens, heads * depth)."""
@@ -71,9 +76,9 @@ class QKVAttention(nn.Module):
         """Queries from the first `rows` tokens only (None: all); keys and values from all."""
 
         def project(name, tokens):
-            out = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype,
-                           name=name)(tokens)
-            return out.reshape(out.shape[:2] + (self.heads, self.hidden_size // self.heads))
+            dense = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype,
+                             name=name)
+            return split_heads(dense(tokens), self.heads)
 
         query, key, value = project("query", x[:, :rows]), project("key", x), project("value", x)
         return attend(self, query, key, value, bias, self.dropout_rate, deterministic, self.dtype)
@@ -113,11 +118,11 @@ class DenseActivation(nn.Module):
 
 
 class Stack(nn.Module):
-    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn; each is called as
-    `layer(x, bias, deterministic, rows)` and computes the first `rows` tokens (None: all).
+    """`config.num_hidden_layers` layers named 0, 1, ..., applied in turn as `layer(x, bias, deterministic)`.
 
-    `first_only`: the last layer computes the first token alone (its attention still reads every
-    token), for a tower whose output is pooled from that token: the same result for less work.
+    `first_only`: the last layer is called with `rows=1` and computes the first token alone (its
+    attention still reads every token), for a tower whose output is pooled from that token: the
+    same result for less work.
     """
 
     layer: type
@@ -129,8 +134,8 @@ class Stack(nn.Module):
     def __call__(self, x, bias, deterministic: bool):
         last = self.config.num_hidden_layers - 1
         for i in range(self.config.num_hidden_layers):
-            rows = 1 if self.first_only and i == last else None
-            x = self.layer(self.config, self.dtype, name=str(i))(x, bias, deterministic, rows)
+            first_only = {"rows": 1} if self.first_only and i == last else {}
+            x = self.layer(self.config, self.dtype, name=str(i))(x, bias, deterministic, **first_only)
         return x
 
 

@@ -45,12 +45,12 @@ class RobertaAttention(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
+    def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
         attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob, _init(cfg),
-                                dtype=self.dtype, name="self")(x, bias, deterministic, rows)
+                                dtype=self.dtype, name="self")(x, bias, deterministic)
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
-                           name="output")(attended, x[:, :rows], deterministic)
+                           name="output")(attended, x, deterministic)
 
 
 class RobertaLayer(nn.Module):
@@ -58,9 +58,9 @@ class RobertaLayer(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool, rows: int | None = None):
+    def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
-        x = RobertaAttention(cfg, self.dtype, name="attention")(x, bias, deterministic, rows)
+        x = RobertaAttention(cfg, self.dtype, name="attention")(x, bias, deterministic)
         h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _init(cfg), self.dtype, name="intermediate")(x)
         return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
                            name="output")(h, x, deterministic)

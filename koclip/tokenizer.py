@@ -30,7 +30,6 @@ from koclip.errors import ModelUnavailableError
 
 SPECIAL_TOKENS = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"]
 ROLES = ("cls_token", "pad_token", "sep_token", "unk_token", "mask_token")
-FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 class Tokenizer:

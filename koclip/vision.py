@@ -19,6 +19,7 @@ from koclip.layers import (
     activation,
     attend,
     layer_norm,
+    split_heads,
 )
 
 
@@ -44,7 +45,7 @@ class ClipAttention(nn.Module):
             return nn.Dense(cfg.hidden_size, kernel_init=nn.initializers.normal(0.01), dtype=self.dtype, name=name)
 
         def project(name, tokens):
-            return dense(name)(tokens).reshape(tokens.shape[:2] + (heads, cfg.hidden_size // heads))
+            return split_heads(dense(name)(tokens), heads)
 
         out = attend(self, project("q_proj", x[:, :rows]), project("k_proj", x), project("v_proj", x), None,
                      cfg.attention_dropout, deterministic, self.dtype)
