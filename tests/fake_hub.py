@@ -14,10 +14,9 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-from transformers import BertTokenizerFast
+from tokenizers import BertWordPieceTokenizer, processors
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent.parent)]
 import tiny  # noqa: E402
@@ -36,23 +35,35 @@ EXTRA_TEXTS = [
 ]
 
 
+SPECIAL_TOKENS = {"bos_token": "[CLS]", "cls_token": "[CLS]", "eos_token": "[SEP]", "mask_token": "[MASK]",
+                  "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]"}
+
+
 def klue_like_tokenizer_files() -> dict[str, bytes]:
-    """klue/roberta-large's tokenizer files (a BERT WordPiece vocabulary), with a tiny vocabulary."""
+    """klue/roberta-large's tokenizer files (a BERT WordPiece vocabulary, cased, accents kept), with a tiny
+    vocabulary; the files `BertTokenizerFast.save_pretrained` writes, made with `tokenizers` alone."""
     vocab = tiny.train_wordpiece(tiny.SENTENCES + EXTRA_TEXTS * 4, vocab_size=400).rust.get_vocab()
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = Path(tmp) / "vocab.txt"
-        vocab_file.write_text("".join(token + "\n" for token, _ in sorted(vocab.items(), key=lambda kv: kv[1])))
-        tokenizer = BertTokenizerFast(
-            vocab_file=str(vocab_file), do_lower_case=False, strip_accents=None, bos_token="[CLS]",
-            eos_token="[SEP]", model_max_length=512,
-        )
-        out = Path(tmp) / "saved"
-        tokenizer.save_pretrained(out)
-        files = {p.name: p.read_bytes() for p in out.iterdir()}
-    config = json.loads(files["tokenizer_config.json"])
-    config["tokenizer_class"] = "BertTokenizer"
-    files["tokenizer_config.json"] = json.dumps(config, indent=2, ensure_ascii=False).encode()
-    return files
+    ordered = sorted(vocab, key=vocab.get)
+    fast = BertWordPieceTokenizer({token: i for i, token in enumerate(ordered)}, lowercase=False, strip_accents=None)
+    cls, sep = ("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])
+    fast.post_processor = processors.TemplateProcessing(  # as transformers writes a BERT tokenizer's
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
+    added = {
+        str(i): {"content": token, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                 "special": True}
+        for i, token in enumerate(ordered) if token in SPECIAL_TOKENS.values()
+    }
+    config = {
+        "added_tokens_decoder": added, **SPECIAL_TOKENS, "clean_up_tokenization_spaces": True,
+        "do_basic_tokenize": True, "do_lower_case": False, "extra_special_tokens": {}, "model_max_length": 512,
+        "never_split": None, "strip_accents": None, "tokenize_chinese_chars": True, "tokenizer_class": "BertTokenizer",
+    }
+    return {
+        "vocab.txt": "".join(token + "\n" for token in ordered).encode(),
+        "tokenizer.json": fast.to_str().encode(),
+        "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode(),
+        "special_tokens_map.json": json.dumps(SPECIAL_TOKENS, indent=2).encode(),
+    }
 
 
 def _commit(files: dict[str, bytes]) -> str:

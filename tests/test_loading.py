@@ -1,6 +1,8 @@
 """Checkpoints in every published format load through koclip.load and match transformers: its
 models, tokenizers and image processors compute the reference embeddings."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -125,3 +127,34 @@ def test_embeddings_are_unit_float32_rows(hybrid_clip):
     np.testing.assert_allclose(np.linalg.norm(image, axis=1), 1, atol=1e-5)
     # Batching and padding to buckets must not change a row's embedding.
     np.testing.assert_allclose(model.encode_text(TEXTS[1:2])[0], text[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["clip", "vit"])
+def test_checkpoints_laid_without_transformers_hold_what_transformers_writes(kind):
+    # tests/data/transformers_configs.json stands in for transformers where the fake Hub is laid.
+    def as_written(config) -> dict:  # through JSON, as config.json holds it
+        return json.loads(config.to_json_string(use_diff=False))
+
+    cfg = tiny.config(kind, 300, 224)
+    assert tiny.transformers_dict(cfg.text_config) == as_written(transformers_config(cfg.text_config))
+    assert tiny.transformers_dict(cfg.vision_config) == as_written(transformers_config(cfg.vision_config))
+    if kind == "clip":
+        from transformers import CLIPConfig
+
+        _, _, files = tiny.hybrid_clip_files(0, "clip", 224, "clip")
+        written = json.loads(files["config.json"])["vision_config"]
+        assert written == as_written(CLIPConfig(vision_config=transformers_config(cfg.vision_config).to_dict()))
+
+
+def test_the_fake_klue_tokenizer_files_are_what_transformers_saves(tmp_path):
+    import fake_hub
+    from transformers import BertTokenizerFast
+
+    files = fake_hub.klue_like_tokenizer_files()
+    (tmp_path / "vocab.txt").write_bytes(files["vocab.txt"])
+    saved = tmp_path / "saved"
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False, strip_accents=None,
+                      bos_token="[CLS]", eos_token="[SEP]", model_max_length=512).save_pretrained(saved)
+    assert json.loads((saved / "tokenizer.json").read_text()) == json.loads(files["tokenizer.json"])
+    expected = json.loads((saved / "tokenizer_config.json").read_text()) | {"tokenizer_class": "BertTokenizer"}
+    assert expected == json.loads(files["tokenizer_config.json"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,3 +44,20 @@ def test_the_requirements_install_without_torch_cuda_or_transformers(tmp_path):
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert {"streamlit", "jax", "flax", "tokenizers", "datasets", "scikit-learn"} <= names
     assert not {name for name in names if name in ("torch", "transformers") or name.startswith(("nvidia-", "triton"))}
+
+
+def test_the_readme_rehearsal_runs_without_transformers_or_torch(tmp_path):
+    # The README lays the fake Hub cache from the app's own venv (requirements.txt), which has neither.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert ".venv/bin/python tests/fake_hub.py /tmp/hf-cache" in readme
+    hide = "import sys, runpy; sys.modules.update(dict.fromkeys(['transformers', 'torch'])); "
+    lay = hide + f"sys.argv = ['fake_hub.py', {str(tmp_path / 'cache')!r}]; runpy.run_path('tests/fake_hub.py', run_name='__main__')"
+    subprocess.run([sys.executable, "-c", lay], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    use = hide + (
+        "import koclip, skimage.data; model = koclip.load('koclip-base'); assert model.backend.compiles; "
+        "from PIL import Image; print(model.classify(Image.fromarray(skimage.data.chelsea()), ['고양이', '강아지']))"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", use], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "고양이" in done.stdout and "강아지" in done.stdout

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from flax import serialization
-from transformers import CLIPConfig
 
 from koclip.config import (
     ClipVisionConfig,
@@ -18,6 +17,10 @@ from koclip.config import (
 )
 from koclip.model import init_params
 from koclip.tokenizer import train_wordpiece
+
+# Every key transformers 4.57.6 writes in each tower's config.json, at its defaults
+# (test_loading.py checks them against transformers itself): checkpoints laid here need no transformers.
+TRANSFORMERS_DEFAULTS = json.loads((Path(__file__).parent / "data" / "transformers_configs.json").read_text())
 
 SENTENCES = [
     "이것은 고양이 이다.", "강아지 두 마리가 공원에 있다", "빨간 자동차가 도로 위에 있다",
@@ -62,6 +65,14 @@ def _random_params(cfg: KoCLIPConfig, seed: int, noise: float = 0.02) -> dict:
     return jax.tree_util.tree_map(lambda x: np.asarray(x) + noise * rng.standard_normal(x.shape).astype(np.float32), params)
 
 
+def transformers_dict(tower) -> dict:
+    """A tower's config as transformers writes it, every key included."""
+    written = {**TRANSFORMERS_DEFAULTS[tower.model_type], **tower.to_dict()}
+    if "pooler_output_size" in written and written["pooler_output_size"] is None:  # ViT's follows its width
+        written["pooler_output_size"] = written["hidden_size"]
+    return written
+
+
 def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, vision_type: str = "clip",
                       vocab_size: int = 300, noise: float = 0.02) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
     """config.json and flax_model.msgpack as the original `FlaxHybridCLIP.save_pretrained` wrote them.
@@ -69,22 +80,18 @@ def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, v
     `vision_type` is the CLIP tower's `model_type`: "clip" (a full CLIP config whose vision part is
     used) or "clip_vision_model" (the vision config alone).
     """
-    from koclip.torch_model import transformers_config
-
     cfg = config(kind, vocab_size, image_size)
     params = _random_params(cfg, seed, noise)
-    # Each tower's config as transformers writes it, every key included.
-    vision = transformers_config(cfg.vision_config).to_dict() if kind in ("clip", "vit") else cfg.vision_config.to_dict()
+    vision = transformers_dict(cfg.vision_config) if kind in ("clip", "vit") else cfg.vision_config.to_dict()
     if kind == "clip" and vision_type == "clip":
-        vision = {**CLIPConfig(vision_config=vision).to_dict(), "model_type": "clip"}
-    elif kind == "clip":
-        vision = {**vision, "model_type": "clip_vision_model"}
+        nested = {key: value for key, value in vision.items() if key != "transformers_version"}
+        vision = {**TRANSFORMERS_DEFAULTS["clip"], "vision_config": nested}
     raw = {
         "architectures": ["FlaxHybridCLIP"],
         "initializer_factor": 1.0,
         "model_type": "hybrid-clip",
         "projection_dim": cfg.projection_dim,
-        "text_config": transformers_config(cfg.text_config).to_dict(),
+        "text_config": transformers_dict(cfg.text_config),
         "vision_config": vision,
         "transformers_version": "4.9.0.dev0",
     }
