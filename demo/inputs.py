@@ -15,7 +15,8 @@ import streamlit as st
 from PIL import Image
 
 import koclip
-from koclip import scenes, webimage
+from demo import models
+from koclip import domain, scenes, webimage
 from koclip.api import word_list
 from koclip.errors import KoCLIPError
 
@@ -47,13 +48,23 @@ def _reported(load: Callable[[], Image.Image]) -> Image.Image | None:
         return None
 
 
-def answer(work: Callable[[], object]):
-    """What `work` returns; when the input cannot be answered, its message and the end of the run."""
+def answer(model: koclip.KoCLIP, work: Callable[[], object]):
+    """What `work` returns, with a spinner saying what it waits for; when the input cannot be answered,
+    its message and the end of the run."""
+    first = not models.server_models().answered(model.name)
+    waiting = (
+        f"Computing the first answer of {model.name} on this server: it compiles the model first, which "
+        "takes seconds, up to a minute on a busy machine. Later answers come at once…"
+        if first and model.backend.compiles else "Computing…"
+    )
     try:
-        return work()
+        with st.spinner(waiting, show_time=first):
+            result = work()
     except KoCLIPError as exc:
         st.error(str(exc))
         st.stop()
+    models.server_models().mark_answered(model.name)
+    return result
 
 
 def open_upload(file: BinaryIO) -> Image.Image | None:
@@ -73,14 +84,15 @@ class Example:
     text: str  # what the page's text box starts with for this image: labels or a query
 
 
-def knows_photos(model: koclip.KoCLIP) -> bool:
-    """Whether the model was trained on photos (the registry says; an unregistered model may have been)."""
-    return model.info is None or model.info.photos
+def warn_if_unfamiliar(model: koclip.KoCLIP, image: Image.Image) -> None:
+    """A warning above the answer when the image is unlike anything the model was trained on."""
+    if not domain.knows_images_like(model, image):
+        st.warning(domain.warning(model), icon=":material/help:")
 
 
 def examples_for(model: koclip.KoCLIP, scenes: dict[str, Example], photos: dict[str, Example]) -> dict[str, Example]:
     """The examples the model can answer: photos first for a model trained on photos, else scenes only."""
-    return photos | scenes if knows_photos(model) else scenes
+    return photos | scenes if domain.trained_on_photos(model) else scenes
 
 
 def image_input(examples: Mapping[str, Example], key: str) -> tuple[Image.Image | None, str | None]:

@@ -13,9 +13,7 @@ import gc
 import threading
 from concurrent.futures import Future
 
-import requests
 import streamlit as st
-from huggingface_hub import constants
 
 import koclip
 from koclip import hub, registry, settings
@@ -28,22 +26,9 @@ WARM_UP_DELAY = 2.0  # seconds after a load
 
 
 @st.cache_resource(show_spinner=False)
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face Hub answers; checked once per process, never waiting over `timeout`."""
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            requests.head(constants.ENDPOINT, timeout=timeout)
-            answered.append(True)
-        except requests.RequestException:
-            pass
-
-    # A thread bounds the wait: name resolution ignores the request timeout and can hang for long.
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(answered)
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers; checked once per process."""
+    return hub.reachable()
 
 
 def availability(name: str) -> str:
@@ -65,6 +50,7 @@ class ServerModels:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loads: collections.OrderedDict[str, Future] = collections.OrderedDict()
+        self._answered: set[str] = set()  # models that have answered a query on this server
 
     def get(self, name: str) -> Future:
         """The load of `name`, started now unless it already was; its result is the model."""
@@ -78,6 +64,15 @@ class ServerModels:
                 self._loads.popitem(last=False)
         threading.Thread(target=self._load, args=(name, future), name=f"load {name}", daemon=True).start()
         return future
+
+    def answered(self, name: str) -> bool:
+        """Whether `name` has answered here before: until then, a query may wait for its first compile."""
+        with self._lock:
+            return name in self._answered
+
+    def mark_answered(self, name: str) -> None:
+        with self._lock:
+            self._answered.add(name)
 
     def loading(self) -> list[str]:
         """The models loaded or being loaded, least recently asked for first."""

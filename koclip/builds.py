@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from koclip import indexing
+from koclip import hub, indexing
 from koclip.api import KoCLIP
 from koclip.errors import KoCLIPError
 
 log = logging.getLogger(__name__)
 
 PREPARING, ENCODING, FINISHED, FAILED = "preparing", "encoding", "finished", "failed"
+MAX_TRIES = 3  # builds of one gallery that may fail within RETRY_WINDOW before it must wait
+RETRY_WINDOW = 600.0  # seconds
+HUB_TIMEOUT = 5.0  # seconds the Hub has to answer before a dataset build fails
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Build:
 
     def _run(self) -> None:
         try:
+            _check_hub(self.source)
             manifest = indexing.build(
                 self.source, self.model, self.out, batch_size=self.batch_size, progress=False, on_progress=self._report
             )
@@ -92,22 +96,56 @@ class Build:
             self._update(phase=FINISHED, done=manifest["count"], eta=0.0)
 
 
-class Builds:
-    """The builds of one server process, by gallery folder; safe to use from any thread."""
+def _check_hub(source: indexing.Source) -> None:
+    """Fail at once, not after huggingface_hub's retries (about 25 s), when a Hub dataset cannot be had."""
+    if not isinstance(source, indexing.DatasetSource) or Path(source.name).exists() or hub.offline():
+        return  # offline, datasets looks in its cache only, and fails at once
+    if not hub.reachable(HUB_TIMEOUT):
+        raise KoCLIPError(
+            f"the Hugging Face Hub did not answer within {HUB_TIMEOUT:.0f} s, so the dataset {source.name!r} "
+            f"could not be downloaded. Up to {MAX_TRIES} tries are allowed every {RETRY_WINDOW / 60:.0f} minutes; "
+            "the server's operator can also name a dataset folder on the server (KOCLIP_GALLERY_DATASET)."
+        )
 
-    def __init__(self) -> None:
+
+class Builds:
+    """The builds of one server process, by gallery folder; safe to use from any thread.
+
+    A failed build can be started again (by any session), up to MAX_TRIES failures of one gallery
+    within RETRY_WINDOW seconds: a source that keeps failing is not hammered by every visitor.
+    """
+
+    def __init__(self, clock=time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._builds: dict[Path, Build] = {}
+        self._failures: dict[Path, list[float]] = {}  # when each failed build of a folder was replaced or seen
 
     def start(self, out: str | Path, source: indexing.Source, model: KoCLIP, batch_size: int = 64) -> Build:
-        """Start building `out`, unless a build of it is running or has finished; returns that build."""
+        """Start building `out`, unless a build of it is running or has finished, or it failed too often
+        lately (see retry_in); returns the build that stands for `out`."""
         out = Path(out).resolve()
         with self._lock:
             build = self._builds.get(out)
-            if build is None or build.status.phase == FAILED:
+            if build is None or (build.status.phase == FAILED and self._wait(out) is None):
+                if build is not None:
+                    self._failures.setdefault(out, []).append(self._clock())
                 build = self._builds[out] = Build(out, source, model, batch_size).start()
             return build
 
     def get(self, out: str | Path) -> Build | None:
         with self._lock:
             return self._builds.get(Path(out).resolve())
+
+    def retry_in(self, out: str | Path) -> float | None:
+        """Seconds until a failed build of `out` may be started again; None when it may be now."""
+        with self._lock:
+            return self._wait(Path(out).resolve())
+
+    def _wait(self, out: Path) -> float | None:
+        now = self._clock()
+        recent = [t for t in self._failures.get(out, []) if now - t < RETRY_WINDOW]
+        self._failures[out] = recent
+        build = self._builds.get(out)
+        failed = len(recent) + (build is not None and build.status.phase == FAILED)
+        return None if failed < MAX_TRIES else min(recent, default=now) + RETRY_WINDOW - now

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
+
+import requests
 
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
@@ -47,6 +50,24 @@ class Resolved:
 def offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE", "")
     return value.upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+
+
+def reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face Hub answers now, never waiting over `timeout` seconds."""
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            requests.head(constants.ENDPOINT, timeout=timeout)
+            answered.append(True)
+        except requests.RequestException:
+            pass
+
+    # A thread bounds the wait: name resolution ignores the request timeout and can hang for long.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
 
 
 def cache_dir() -> str:
@@ -103,12 +124,21 @@ def fetch(repo_id: str, patterns: list[str], *, name: str | None = None, downloa
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise ModelUnavailableError(f"the Hub has no accessible repository {repo_id}: {type(exc).__name__}") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        reason = _unreachable_reason(exc)
         advice = _how_to_download(False) if downloading else _how_to_get(name or repo_id)
         raise ModelUnavailableError(
             f"{repo_id} is not in the Hugging Face cache ({cache_dir()}) and the Hub could not be reached "
             f"({reason}). {advice}"
         ) from None
+
+
+def _unreachable_reason(exc: Exception) -> str:
+    """Why the Hub could not be reached, in a few words (huggingface_hub's own messages run long)."""
+    if isinstance(exc, HfHubHTTPError) and exc.response is not None:
+        return f"{constants.ENDPOINT} answered HTTP {exc.response.status_code}"
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        return f"no connection to {constants.ENDPOINT}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}" if str(exc) else type(exc).__name__
 
 
 def is_cached(repo_id: str) -> bool:

@@ -27,6 +27,8 @@ class ModelInfo:
     photos: bool = True
     # What the model can read about, when that is narrower than everyday Korean.
     vocabulary: str | None = None
+    # The gallery that ships with the app for this model: a folder of the app's embeddings/.
+    gallery: str | None = None
 
     @property
     def path(self) -> Path | None:
@@ -62,6 +64,7 @@ MODELS: dict[str, ModelInfo] = {
             size_note="a few MB, ships with koclip",
             photos=False,
             vocabulary="shapes and colours only, such as 빨간 원 or 파란 삼각형",
+            gallery="koclip-mini-scenes",
         ),
     )
 }

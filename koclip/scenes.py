@@ -52,7 +52,7 @@ RGB = {
 }
 # Light pastels, two mid tones and a dark one. The mid tones contrast with every object colour,
 # so any set of colours has at least one background to go on.
-_BACKGROUNDS = np.array(
+BACKGROUNDS = np.array(
     [
         (238, 236, 230),
         (222, 228, 236),
@@ -68,7 +68,7 @@ _BACKGROUNDS = np.array(
     dtype=float,
 )
 MIN_CONTRAST = 100.0  # RGB distance between an object colour and any background colour under it
-_GRADIENT = 18.0  # largest brightness shift across a gradient background
+GRADIENT = 18.0  # largest brightness shift across a gradient background
 _NOISE = 4.0  # std of the per-pixel background noise
 _SUPERSAMPLE = 4
 _SIDE = {"큰": (0.40, 0.55), "작은": (0.22, 0.30)}  # object extent as a fraction of the canvas
@@ -255,13 +255,13 @@ def _background(
     after the final downsampling.
     """
     style = rng.integers(3)
-    shift = rng.uniform(-_GRADIENT, _GRADIENT) if style == 1 else 0.0
+    shift = rng.uniform(-GRADIENT, GRADIENT) if style == 1 else 0.0
     # Both ends of a gradient must contrast with every object colour.
-    ends = np.clip(_BACKGROUNDS[:, None, :] + [[0.0], [shift]], 0, 255)  # (background, end, rgb)
+    ends = np.clip(BACKGROUNDS[:, None, :] + [[0.0], [shift]], 0, 255)  # (background, end, rgb)
     objects = np.array([RGB[c] for c in colors], dtype=float)
     distance = np.linalg.norm(ends[:, :, None, :] - objects[None, None], axis=-1)
     usable = np.flatnonzero((distance >= MIN_CONTRAST).all(axis=(1, 2)))
-    pixels = np.broadcast_to(_BACKGROUNDS[rng.choice(usable)], (height, width, 3)).copy()
+    pixels = np.broadcast_to(BACKGROUNDS[rng.choice(usable)], (height, width, 3)).copy()
     if style == 1:
         a = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:height, 0:width]

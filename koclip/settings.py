@@ -10,8 +10,10 @@ time they are used, so a test can change them.
   KOCLIP_GALLERY_SPLIT       its split, slicing allowed (default: val[:3000], 3,000 photos)
   KOCLIP_GALLERY_IMAGE_COLUMN    (default: image)
   KOCLIP_GALLERY_CAPTION_COLUMN  a text column to show beside results (default: none)
-  KOCLIP_EMBEDDINGS          where galleries built by the app are written (default: the app's
-                             embeddings/ folder; on a Space with persistent storage, /data/embeddings)
+  KOCLIP_EMBEDDINGS          where galleries built by the app are written and looked for
+                             (default: the app's embeddings/ folder; on a Space with persistent
+                             storage, /data/embeddings). The galleries the app ships with (see
+                             registry.ModelInfo.gallery) are offered wherever this points.
   KOCLIP_COMPILATION_CACHE   where compiled Flax programs are kept, so a restarted server skips
                              compiling (default: ~/.cache/koclip/xla; "off" turns it off)
 """
@@ -22,6 +24,8 @@ import dataclasses
 import os
 import re
 from pathlib import Path
+
+from koclip import registry
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_EMBEDDINGS = APP_ROOT / "embeddings"
@@ -42,9 +46,11 @@ def compilation_cache_dir() -> Path | None:
     return Path(value or Path.home() / ".cache" / "koclip" / "xla")
 
 
-def gallery_roots() -> list[Path]:
-    """Where galleries are looked for: the shipped folder, and the one the app writes to."""
-    return list(dict.fromkeys([SHIPPED_EMBEDDINGS, embeddings_dir()]))
+def shipped_gallery(model_name: str) -> Path | None:
+    """The gallery that ships with the app for `model_name` (see registry.ModelInfo.gallery), if any."""
+    info = registry.lookup(model_name)
+    path = SHIPPED_EMBEDDINGS / info.gallery if info is not None and info.gallery else None
+    return path if path is not None and path.is_dir() else None
 
 
 @dataclasses.dataclass(frozen=True)

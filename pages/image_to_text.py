@@ -56,6 +56,8 @@ with right:
     labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
     labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
+    if not use_template:
+        st.session_state["i2t_ensemble"] = False  # no templates, no ensemble: the box must not stay ticked
     ensemble = st.checkbox(
         f"Prompt ensemble: average {len(ENSEMBLE)} templates", key="i2t_ensemble", disabled=not use_template
     )
@@ -73,7 +75,8 @@ with right:
     if unreadable:
         st.warning(
             f"{model.name} does not know {inputs.listed(unreadable)}, so "
-            + ("it has no answer. " if len(unreadable) == len(labels) else "they were left out. ")
+            + ("it has no answer. " if len(unreadable) == len(labels)
+               else "it was left out. " if len(unreadable) == 1 else "they were left out. ")
             + inputs.vocabulary_hint(model)
         )
         labels = [label for label in labels if label not in unreadable]
@@ -82,9 +85,10 @@ with right:
 
     template = (list(ENSEMBLE) if ensemble else DEFAULT_TEMPLATE) if use_template else None
     start = time.perf_counter()
-    ranking = inputs.answer(lambda: model.classify(image, labels, template))
+    ranking = inputs.answer(model, lambda: model.classify(image, labels, template))
     elapsed = time.perf_counter() - start
 
+    inputs.warn_if_unfamiliar(model, image)
     for label, prob in ranking:  # bars drawn by Streamlit itself: no charting library on the first answer's path
         st.progress(prob, text=inputs.quote(label))
     lines = [f"{rank}. {inputs.quote(label)} — {prob:.1%}" for rank, (label, prob) in enumerate(ranking, 1)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from demo import galleries, inputs, models, results
-from koclip import builds, gallery, indexing, samples, settings
+from koclip import builds, domain, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
 
 SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
@@ -48,14 +48,17 @@ def own_gallery(model) -> gallery.Gallery | None:
     return collection
 
 
-def build_progress(build: builds.Build, what: str) -> None:
-    """A progress bar for a running build, refreshed every second; the page reruns when it ends."""
+def build_progress(out: Path, what: str, preparing: str, retry_key: str, retry) -> None:
+    """The progress bar of the build of `out`, refreshed every second; the page reruns when it ends.
+
+    A failed build shows its error and a button that starts it again (builds.Builds bounds how often).
+    """
 
     @st.fragment(run_every=1.0)
     def show() -> None:
-        status = build.status
+        status = galleries.server_builds().get(out).status
         if status.phase == builds.PREPARING:
-            st.progress(0.0, text=f"{what}: getting the images ready (a Hub dataset downloads first)…")
+            st.progress(0.0, text=f"{what}: {preparing}…")
         elif status.phase == builds.ENCODING:
             eta = f"about {status.eta:.0f} s left" if status.eta is not None else "measuring speed"
             resumed = f" · resumed at {status.resumed_from:,}" if status.resumed_from else ""
@@ -65,6 +68,11 @@ def build_progress(build: builds.Build, what: str) -> None:
             )
         elif status.phase == builds.FAILED:
             st.error(f"{what} could not be built: {status.error}")
+            wait = galleries.server_builds().retry_in(out)
+            if wait is None:
+                st.button("Try again", key=retry_key, on_click=retry, icon=":material/refresh:")
+            else:
+                st.caption(f"Tried {builds.MAX_TRIES} times; it can be tried again in {wait / 60:.0f} min.")
         else:
             st.rerun()  # finished: the whole page redraws with the new gallery
 
@@ -72,8 +80,8 @@ def build_progress(build: builds.Build, what: str) -> None:
 
 
 def start_samples(model) -> builds.Build:
-    out = settings.embeddings_dir() / f"{model.name}-samples"
-    return galleries.server_builds().start(out, samples.SampleSource(), model, batch_size=16)
+    return galleries.server_builds().start(galleries.samples_folder(model.name), samples.SampleSource(), model,
+                                           batch_size=16)
 
 
 def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
@@ -81,7 +89,7 @@ def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
     return galleries.server_builds().start(settings.embeddings_dir() / dataset.folder_name(model.name), source, model)
 
 
-def collections_panel(model, have_gallery: bool) -> None:
+def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> None:
     """Ways to get something to search: sample photos, a Hub dataset, the visitor's own photos."""
     dataset = settings.gallery_dataset()
     dataset_out = settings.embeddings_dir() / dataset.folder_name(model.name)
@@ -95,11 +103,16 @@ def collections_panel(model, have_gallery: bool) -> None:
                 f"{len(photos)} real photos that ship inside the installed Python packages (scikit-image, "
                 f"scikit-learn, …), encoded with {model.name} once and then kept for every visitor."
             )
-            build = galleries.server_builds().get(settings.embeddings_dir() / f"{model.name}-samples")
-            if build is not None and build.status.running:
-                build_progress(build, "Sample photos")
+            samples_out = galleries.samples_folder(model.name)
+            build = galleries.server_builds().get(samples_out)
+            if build is not None and (build.status.running or build.status.phase == builds.FAILED):
+                build_progress(samples_out, "Sample photos", "reading the photos", "t2i_retry_samples",
+                               lambda: start_samples(model))
+            elif str(samples_out) in on_disk:
+                st.success("Encoded: pick them in the **Gallery** box.", icon=":material/check:")
             elif st.button("Encode the sample photos", key="t2i_build_samples"):
-                build_progress(start_samples(model), "Sample photos")
+                start_samples(model)
+                st.rerun()
         with hub_tab:
             where = "on this server" if Path(dataset.name).exists() else "from the Hugging Face Hub"
             st.write(
@@ -109,10 +122,12 @@ def collections_panel(model, have_gallery: bool) -> None:
                 "variables."
             )
             build = galleries.server_builds().get(dataset_out)
+            preparing = "reading the dataset" if Path(dataset.name).exists() else "downloading the dataset from the Hub"
             if build is not None and (build.status.running or build.status.phase == builds.FAILED):
-                build_progress(build, dataset.name)
+                build_progress(dataset_out, dataset.name, preparing, "t2i_retry_dataset", lambda: start_dataset(model, dataset))
             elif st.button(f"Build a gallery from {dataset.name}", key="t2i_build_dataset"):
-                build_progress(start_dataset(model, dataset), dataset.name)
+                start_dataset(model, dataset)
+                st.rerun()
         with own_tab:
             st.write(f"Up to {MAX_OWN_PHOTOS} photos, searched in this session only and never saved.")
             round_ = st.session_state.setdefault("t2i_own_round", 0)
@@ -186,7 +201,7 @@ own = own_gallery(model)
 labels = on_disk | ({OWN: f"Your photos ({len(own)})"} if own is not None else {})
 if not labels:
     start_samples(model)  # every model answers: the sample photos take seconds to encode
-collections_panel(model, bool(labels))
+collections_panel(model, on_disk, bool(labels))
 if not labels:
     st.info(f"There is no gallery made with **{model.name}** yet: the sample photos above are being encoded.")
     st.stop()
@@ -207,7 +222,7 @@ k = st.slider("Top k", 1, MAX_K, key="t2i_k")
 start = time.perf_counter()
 try:
     if mode == "Text":
-        examples = PHOTO_QUERIES if inputs.knows_photos(model) else SCENE_QUERIES
+        examples = PHOTO_QUERIES if domain.trained_on_photos(model) else SCENE_QUERIES
         st.write("Examples:")
         for column, example in zip(st.columns(len(examples)), examples, strict=True):
             column.button(example, on_click=use_query, args=(example,), key=f"t2i_example_{example}", width="stretch")
@@ -215,7 +230,7 @@ try:
         query = inputs.query_input(model, "t2i_query")
         if query is None:
             st.stop()
-        hits = gallery.search(model, collection, query, k)
+        hits = inputs.answer(model, lambda: gallery.search(model, collection, query, k))
         asked = f"“{inputs.quote(query)}”"
     else:
         like = st.session_state.get("t2i_like")
@@ -234,7 +249,8 @@ try:
                 st.info("Upload an image, or press **More like this** under a result, to find similar images.")
                 st.stop()
             st.image(image, width=160)
-            hits = gallery.search_image(model, collection, image, k)
+            inputs.warn_if_unfamiliar(model, image)
+            hits = inputs.answer(model, lambda: gallery.search_image(model, collection, image, k))
             asked = "your image"
 except KoCLIPError as exc:  # a damaged gallery, or a model that does not fit it
     st.error(str(exc))

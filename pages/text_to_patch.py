@@ -61,13 +61,14 @@ if image is None or query is None:
     st.stop()
 
 start = time.perf_counter()
-ranking = inputs.answer(lambda: rank_patches(model, image, query, rows, cols))
+ranking = inputs.answer(model, lambda: rank_patches(model, image, query, rows, cols))
 elapsed = time.perf_counter() - start
 scores = ranking.softmax(temperature) if softmax else ranking.cosine
 scale = f"softmax at temperature {temperature:.3f}" if softmax else "cosine similarity"
 best_row, best_col = ranking.cell(ranking.order[0])
 
 with left:
+    inputs.warn_if_unfamiliar(model, image)
     heat = heatmap(image, ranking, scores, scale, percent=softmax)
     st.image(heat.figure(), width="stretch")
     st.markdown(f"Best patch for “{inputs.quote(query)}”: **row {best_row + 1}, column {best_col + 1}**")

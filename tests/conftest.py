@@ -12,6 +12,14 @@ import pytest  # noqa: E402
 import fake_hub  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def own_embeddings(tmp_path_factory, monkeypatch):
+    """Every test writes and finds app galleries in a folder of its own, never in the repository's embeddings/."""
+    folder = tmp_path_factory.mktemp("embeddings")
+    monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A tiny random model with a convolutional image tower, in a folder: quick to load and to run."""

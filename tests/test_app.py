@@ -169,6 +169,38 @@ def test_an_upload_that_cannot_be_used_shows_an_error(payload, message):
     assert not at.exception
 
 
+UNFAMILIAR = "does not look like the generated scenes"
+KEYS = {"image_to_text": "i2t", "text_to_patch": "t2p"}
+
+
+@pytest.fixture
+def photos_offered(monkeypatch):
+    """The photo examples offered to koclip-mini too, as an upload of the same photo would be."""
+    from demo import inputs
+
+    monkeypatch.setattr(inputs, "examples_for", lambda model, scenes, photos: photos | scenes)
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea", "rocket"])
+@pytest.mark.parametrize("name, ask", [("image_to_text", "i2t_labels"), ("text_to_patch", "t2p_query")])
+def test_koclip_mini_warns_above_its_answer_for_a_photo(app, photos_offered, photo, name, ask):
+    page(app, name)
+    app.selectbox(key=f"{KEYS[name]}_example").select(f"Photo: {photo}").run()
+    (app.text_area if name == "image_to_text" else app.text_input)(key=ask).input("빨간 원, 파란 삼각형").run()
+    assert not app.exception
+    assert any(UNFAMILIAR in text and "never seen a photo" in text for text in texts(app.warning))
+    assert any(text.startswith(("1. ", "Best patch")) for text in texts(app.markdown))  # still answered
+
+
+@pytest.mark.parametrize("name, example", [("image_to_text", "Generated: 파란 삼각형"),
+                                           ("text_to_patch", "Generated board 2 (3×3)")])
+def test_koclip_mini_gives_no_image_warning_for_a_generated_scene(app, name, example):
+    page(app, name)
+    app.selectbox(key=f"{KEYS[name]}_example").select(example).run()
+    assert not app.exception
+    assert not any(UNFAMILIAR in text for text in texts(app.warning))
+
+
 # ---------------------------------------------------------------- Text → Patch
 
 
@@ -212,6 +244,37 @@ def test_text_to_image_without_a_gallery_encodes_the_sample_photos(app, monkeypa
     assert any("sample photos" in text for text in texts(app.info))
     assert not app.code  # no command line to run: the page builds what it needs
     run_until(app, lambda at: (tmp_path / "koclip-mini-samples" / "manifest.json").is_file())
+
+
+def test_a_second_visitor_opens_on_the_shipped_gallery_after_a_first_encoded_the_samples(app, own_embeddings):
+    page(app, "text_to_image")
+    app.button(key="t2i_build_samples").click().run()
+    run_until(app, lambda at: (own_embeddings / "koclip-mini-samples" / "manifest.json").is_file())
+    second = start_app()
+    second.selectbox(key="model_name").select("koclip-mini").run()
+    page(second, "text_to_image")
+    gallery_box = second.selectbox(key="t2i_gallery")
+    assert [label.split()[0] for label in gallery_box.options] == ["koclip-mini-scenes", "koclip-mini-samples"]
+    assert Path(gallery_box.value).name == "koclip-mini-scenes"
+    second.text_input(key="t2i_query").input("빨간 원").run()
+    first = second.session_state["t2i_results"][0]
+    assert scenes.matches(Query((ObjectSpec(shape="원", color="빨간"),)), first["objects"])
+
+
+def test_only_the_shipped_gallery_and_the_app_folder_are_listed(tmp_path, monkeypatch, own_embeddings):
+    from demo import galleries
+    from koclip import indexing, samples, settings
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "koclip-mini-scenes").symlink_to(ROOT / "embeddings" / "koclip-mini-scenes")
+    mini = koclip.load("koclip-mini")
+    indexing.build(samples.SampleSource(), mini, shipped / "koclip-mini-left-over", batch_size=16, progress=False)
+    monkeypatch.setattr(settings, "SHIPPED_EMBEDDINGS", shipped)
+    assert [Path(path).name for path in galleries.disk_galleries("koclip-mini")] == ["koclip-mini-scenes"]
+    monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(shipped))  # a local server writing beside the shipped gallery
+    listed = [Path(path).name for path in galleries.disk_galleries("koclip-mini")]
+    assert listed == ["koclip-mini-scenes", "koclip-mini-left-over"]
 
 
 def test_text_to_image_example_buttons_fill_the_query(app):
@@ -276,7 +339,7 @@ def test_image_to_text_answers_with_a_published_model(space_app, name):
     space_app.selectbox(key="model_name").select(name).run()
     page(space_app, "image_to_text")
     space_app.selectbox(key="i2t_example").select("Photo: chelsea").run()
-    assert not space_app.exception and not space_app.error
+    assert not space_app.exception and not space_app.error and not space_app.warning
     ranking = next(text for text in texts(space_app.markdown) if text.startswith("1. "))
     assert ranking.count("%") == 5
     assert any(caption.startswith(name) for caption in texts(space_app.caption))
@@ -285,7 +348,7 @@ def test_image_to_text_answers_with_a_published_model(space_app, name):
 def test_text_to_patch_answers_with_koclip_base(space_app):
     page(space_app, "text_to_patch")
     space_app.selectbox(key="t2p_example").select("Photo: coffee").run()
-    assert not space_app.exception
+    assert not space_app.exception and not space_app.warning
     assert any(text.startswith("Best patch for “커피 잔”") for text in texts(space_app.markdown))
 
 
@@ -326,6 +389,30 @@ def test_text_to_image_builds_a_gallery_from_a_dataset(space_app, monkeypatch, t
     assert option == f"{name} (12 images)"
     space_app.selectbox(key="t2i_gallery").select(str(tmp_path / "embeddings" / name)).run()
     assert {result["caption"] for result in space_app.session_state["t2i_results"]} <= {f"장면 {i}" for i in range(12)}
+
+
+def test_a_failed_build_is_retried_by_a_later_visitor(app, monkeypatch, tmp_path, own_embeddings):
+    import datasets
+
+    folder = tmp_path / "photos"
+    folder.mkdir()  # empty for now: the first build fails
+    monkeypatch.setenv("KOCLIP_GALLERY_DATASET", str(folder))
+    monkeypatch.setenv("KOCLIP_GALLERY_SPLIT", "train")
+    page(app, "text_to_image")
+    app.button(key="t2i_build_dataset").click().run()
+    run_until(app, lambda at: any("could not be built" in text for text in texts(at.error)))
+    assert not app.exception
+
+    pictures = [scene.image for scene in scenes.generate(8, seed=3)]
+    datasets.Dataset.from_dict({"image": pictures}).cast_column("image", datasets.Image()).save_to_disk(str(folder))
+    later = start_app()
+    later.selectbox(key="model_name").select("koclip-mini").run()
+    page(later, "text_to_image")
+    assert any("could not be built" in text for text in texts(later.error))
+    later.button(key="t2i_retry_dataset").click().run()
+    name = "koclip-mini-photos-train"
+    run_until(later, lambda at: any(option.startswith(name) for option in gallery_options(at)))
+    assert (own_embeddings / name / "manifest.json").is_file() and not later.exception
 
 
 # ---------------------------------------------------------------- words the model cannot read

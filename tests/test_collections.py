@@ -3,6 +3,8 @@ installed packages, a Hugging Face dataset built in the background, and search b
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -113,6 +115,30 @@ def test_a_build_stopped_half_way_resumes_after_a_restart(model, tmp_path):
     assert len(gallery.Gallery.open(tmp_path / "g")) == 40
 
 
+def test_a_failed_build_may_be_started_again_a_bounded_number_of_times(model, tmp_path):
+    now = [0.0]
+    server = builds.Builds(clock=lambda: now[0])
+    source = indexing.DatasetSource(str(tmp_path / "missing"), "train")
+    for _ in range(builds.MAX_TRIES):
+        assert server.retry_in(tmp_path / "g") is None
+        assert server.start(tmp_path / "g", source, model).wait(60).phase == builds.FAILED
+    assert server.retry_in(tmp_path / "g") == builds.RETRY_WINDOW
+    failed = server.get(tmp_path / "g")
+    assert server.start(tmp_path / "g", source, model) is failed  # not started again: it must wait
+    now[0] += builds.RETRY_WINDOW
+    good = indexing.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
+    assert server.start(tmp_path / "g", good, model).wait(120).phase == builds.FINISHED
+
+
+def test_a_hub_dataset_build_fails_at_once_when_the_hub_does_not_answer(model, tmp_path, monkeypatch):
+    monkeypatch.setattr("koclip.hub.offline", lambda: False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")  # a closed port
+    start = time.monotonic()
+    status = builds.Builds().start(tmp_path / "g", indexing.DatasetSource("someone/photos", "train"), model).wait(60)
+    assert time.monotonic() - start < builds.HUB_TIMEOUT + 1
+    assert status.phase == builds.FAILED and "did not answer" in status.error and "tries" in status.error
+
+
 def test_a_dataset_that_cannot_be_had_fails_with_where_and_how(model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = indexing.DatasetSource("no-such-owner/no-such-dataset", "train")
@@ -128,7 +154,9 @@ def test_the_gallery_dataset_and_its_folder_come_from_the_space_variables(monkey
     monkeypatch.setenv("KOCLIP_GALLERY_SPLIT", "test")
     monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(tmp_path))
     assert settings.gallery_dataset() == settings.GalleryDataset("someone/photos", "test", "image", None)
-    assert settings.gallery_roots() == [settings.SHIPPED_EMBEDDINGS, tmp_path]
+    assert settings.embeddings_dir() == tmp_path
+    assert settings.shipped_gallery("koclip-mini") == settings.SHIPPED_EMBEDDINGS / "koclip-mini-scenes"
+    assert settings.shipped_gallery("koclip-base") is None
 
 
 def test_an_image_query_to_a_gallery_of_another_model_is_refused(model, tmp_path):

@@ -39,6 +39,7 @@ def test_unreachable_hub_gives_the_same_clear_error(unreachable_hub):
     with pytest.raises(koclip.ModelUnavailableError, match="could not be reached") as info:
         koclip.load("koclip/koclip-large")
     assert "python -m koclip download" in str(info.value)
+    assert "(no connection to http://127.0.0.1:9)" in str(info.value)  # huggingface_hub's cut-off text is not quoted
 
 
 def test_download_from_an_unreachable_hub_advises_another_way_than_itself(unreachable_hub):
