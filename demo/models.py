@@ -20,7 +20,7 @@ from koclip import hub, registry, settings
 from koclip.errors import KoCLIPError
 
 MODEL_KEY = "model_name"
-READY, DOWNLOAD, OFFLINE, MISSING = "ready", "will download", "unavailable offline", "not installed"
+READY, DOWNLOAD, OFFLINE, MISSING = "ready", "download", "offline", "not installed"  # short: the sidebar is narrow
 LOADED_AT_ONCE = 2  # two full-size models already take ~6 GiB
 WARM_UP_DELAY = 2.0  # seconds after a load
 
@@ -134,8 +134,18 @@ def preload_default() -> None:
 def _describe(name: str) -> str:
     status = availability(name)
     if status == DOWNLOAD:
-        return f"{name} — will download ({registry.MODELS[name].size_note})"
+        return f"{name} — {registry.MODELS[name].size_note.removeprefix('about ')} download"
     return f"{name} — {status}"
+
+
+def _explain(name: str) -> str:
+    """What the sidebar's short status of `name` means, for the model picked."""
+    status = availability(name)
+    if status == DOWNLOAD:
+        return f"Its weights ({registry.MODELS[name].size_note}) download from the Hugging Face Hub once per server."
+    if status == OFFLINE:
+        return f"Not in this server's Hugging Face cache ({hub.cache_dir()}), and the Hub cannot be reached."
+    return ""
 
 
 def model_picker() -> None:
@@ -143,7 +153,7 @@ def model_picker() -> None:
     name = picked()
     st.session_state[MODEL_KEY] = name
     st.sidebar.selectbox("Model", registry.DEMO_MODELS, format_func=_describe, key=MODEL_KEY)
-    st.sidebar.caption(registry.MODELS[name].description)
+    st.sidebar.caption(f"{registry.MODELS[name].description}. {_explain(name)}".strip())
     if st.query_params.get("model") != name:
         st.query_params["model"] = name
 

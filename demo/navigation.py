@@ -1,11 +1,14 @@
 """The demo's main script, run for every page view: navigation and the model picker; each page is a
 file in pages/. `app.py` serves it."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from demo import models
 
-st.set_page_config(page_title="KoCLIP", page_icon=":material/image_search:", layout="wide")
+# A file, not a material icon or an emoji, which the browser would fetch from Google's font servers.
+st.set_page_config(page_title="KoCLIP", page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
 navigation = st.navigation(
     [
         st.Page("../pages/intro.py", title="Intro", icon=":material/home:", default=True),

@@ -17,7 +17,7 @@ from demo import galleries, inputs, models, results
 from koclip import builds, domain, gallery, indexing, samples, settings
 from koclip.errors import KoCLIPError
 
-SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "초록 사각형 두 개가 있다", "왼쪽에 보라 하트가 있다")
+SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "큰 초록 사각형", "왼쪽에 보라 하트가 있다")
 PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")
 GRID_COLUMNS = 5
 MAX_K = 20
@@ -198,7 +198,7 @@ model = models.current_model()
 
 on_disk = galleries.disk_galleries(model.name)
 own = own_gallery(model)
-labels = on_disk | ({OWN: f"Your photos ({len(own)})"} if own is not None else {})
+labels = on_disk | ({OWN: "Your photos (this session only)"} if own is not None else {})
 if not labels:
     start_samples(model)  # every model answers: the sample photos take seconds to encode
 collections_panel(model, on_disk, bool(labels))
@@ -229,6 +229,7 @@ try:
         st.session_state.setdefault("t2i_query", examples[0])
         query = inputs.query_input(model, "t2i_query")
         if query is None:
+            st.query_params.pop("q", None)  # the address must not share an earlier query as if it were this one
             st.stop()
         hits = inputs.answer(model, lambda: gallery.search(model, collection, query, k))
         asked = f"“{inputs.quote(query)}”"

@@ -10,7 +10,9 @@ import streamlit as st
 from demo import inputs, models
 from koclip.patches import MAX_GRID, heatmap, rank_patches
 
-BOARD_SEEDS = (0, 1, 2)
+# Each example board with the cell its query asks for: a different cell each, so that the examples
+# show the answer moving.
+BOARD_TARGETS = {0: (1, 1), 1: (2, 0), 2: (0, 2)}
 PHOTO_QUERIES = {"astronaut": "우주비행사의 얼굴", "coffee": "커피 잔", "chelsea": "고양이의 눈", "rocket": "로켓"}
 THUMBNAILS_PER_ROW = 8
 SOFTMAX, COSINE = "Softmax over the patches", "Cosine similarity"
@@ -20,15 +22,15 @@ def format_score(value: float, percent: bool) -> str:
     return f"{value:.1%}" if percent else f"{value:.3f}"
 
 
-def board_query(seed: int) -> str:
-    """The colour and shape of the board's first object: a query with exactly one right cell."""
-    first = inputs.board(seed).objects[0]
-    return f"{first['color']} {first['shape']}"
+def board_query(seed: int, cell: tuple[int, int]) -> str:
+    """The colour and shape of the object in `cell` of the board: a query with exactly one right cell."""
+    target = next(obj for obj in inputs.board(seed).objects if tuple(obj["cell"]) == cell)
+    return f"{target['color']} {target['shape']}"
 
 
 SCENE_EXAMPLES = {
-    f"Generated board {seed + 1} (3×3)": inputs.Example(lambda seed=seed: inputs.board(seed).image, board_query(seed))
-    for seed in BOARD_SEEDS
+    f"Generated board {seed + 1} (3×3)": inputs.Example(lambda seed=seed: inputs.board(seed).image, board_query(seed, cell))
+    for seed, cell in BOARD_TARGETS.items()
 }
 PHOTO_EXAMPLES = {
     f"Photo: {name}": inputs.Example(partial(inputs.photo, name), query) for name, query in PHOTO_QUERIES.items()

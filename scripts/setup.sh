@@ -15,4 +15,6 @@ fi
 # The app needs neither torch nor transformers (requirements.txt); the tests add both (requirements-dev.txt).
 .venv/bin/python -m pip install --quiet -r "$requirements"
 # koclip itself, from this folder (editable), so that scripts and benchmarks import it from anywhere.
-PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .
+# "compat" puts this folder on sys.path, so the package wins over a folder named koclip in the
+# working directory (the parent of a clone called koclip), which the default mode's finder loses to.
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat

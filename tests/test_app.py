@@ -81,7 +81,7 @@ def test_the_sidebar_says_which_models_are_ready(app):
     assert [option.split(" — ")[0] for option in options] == ["koclip-base", "koclip-large", "koclip-mini"]
     assert "koclip-mini — ready" in options
     if not hub.is_cached("koclip/koclip-base"):  # offline (conftest sets HF_HUB_OFFLINE) and not downloaded
-        assert "koclip-base — unavailable offline" in options
+        assert "koclip-base — offline" in options
 
 
 def test_offline_without_koclip_base_the_default_is_koclip_mini(monkeypatch):
@@ -204,9 +204,20 @@ def test_koclip_mini_gives_no_image_warning_for_a_generated_scene(app, name, exa
 # ---------------------------------------------------------------- Text → Patch
 
 
+def test_the_text_to_patch_examples_each_ask_for_another_cell(app):
+    page(app, "text_to_patch")
+    answers = set()
+    for board in ("Generated board 1 (3×3)", "Generated board 2 (3×3)", "Generated board 3 (3×3)"):
+        app.selectbox(key="t2p_example").select(board).run()
+        answers |= {text for text in texts(app.markdown) if text.startswith("Best patch")}
+    assert not app.exception
+    cells = {re.search(r"row \d, column \d", text).group() for text in answers}
+    assert cells == {"row 2, column 2", "row 3, column 1", "row 1, column 3"}  # the cells the examples ask for
+
+
 @pytest.mark.parametrize("seed, which", [(0, 1), (1, 2)])
 def test_text_to_patch_finds_the_queried_object_on_a_board(app, seed, which):
-    # Neither the page's default query (the first object) nor the last cell, where an untrained model tends to look.
+    # Not the examples' queries, nor the last cell, where an untrained model tends to look.
     target = scenes.composite(seed).objects[which]
     page(app, "text_to_patch")
     app.selectbox(key="t2p_example").select(f"Generated board {seed + 1} (3×3)").run()
@@ -491,6 +502,14 @@ def test_a_link_reproduces_a_search(app):
     assert not visitor.exception
     assert visitor.text_input(key="t2i_query").value == "파란 삼각형"
     assert [result["index"] for result in visitor.session_state["t2i_results"]] == shown
+
+
+def test_a_refused_query_leaves_no_earlier_query_in_the_link(app):
+    page(app, "text_to_image")
+    app.text_input(key="t2i_query").input("파란 삼각형").run()
+    assert dict(app.query_params)["q"] == "파란 삼각형"
+    app.text_input(key="t2i_query").input("고양이").run()  # a word koclip-mini cannot read: no answer
+    assert "q" not in dict(app.query_params)
 
 
 def test_text_to_patch_draws_a_heat_map_with_its_scale(app):

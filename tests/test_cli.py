@@ -116,6 +116,7 @@ BAD_ARGUMENTS = {
                                           "--scenes only applies with --data scenes"),
     "train, no such dataset folder": ("train --data {tmp}/missing --out {out}", "{tmp}/missing: no such folder"),
     "train, out is a file": ("train --out {tmp}/notes.txt", "--out {tmp}/notes.txt is a file"),
+    "train, out holds a model": ("train --out {shipped}", "already holds a model; pass --overwrite"),
     "scenes, zero images": ("scenes --n 0 --out {out}", "argument --n: must be at least 1, got 0"),
     "scenes, grid too large": ("scenes --composite --grid 7 --out {out}",
                                "argument --grid: must be between 1 and 6, got 7"),
@@ -130,7 +131,8 @@ BAD_ARGUMENTS = {
 def test_bad_arguments_are_refused_before_any_heavy_import(files, tmp_path, case):
     line, message = BAD_ARGUMENTS[case]
     output = tmp_path / "out"
-    places = {"{tmp}": str(files), "{out}": str(output), "{gallery}": GALLERY, "{long}": LONG_QUERY}
+    places = {"{tmp}": str(files), "{out}": str(output), "{gallery}": GALLERY, "{long}": LONG_QUERY,
+              "{shipped}": str(ROOT / "koclip" / "assets" / "koclip-mini")}
     argv = shlex.split(line)
     for place, value in places.items():
         argv = [arg.replace(place, value) for arg in argv]
@@ -201,3 +203,13 @@ def test_train_towers_are_the_ones_train_builds():
     from koclip.train import SMALL_TOWERS
 
     assert command.TOWERS == (*SMALL_TOWERS, "pretrained")
+
+
+def test_runs_from_the_folder_that_holds_a_clone_named_koclip(tmp_path):
+    (tmp_path / "koclip").symlink_to(ROOT)  # `git clone … koclip`, then the command run beside it
+    result = subprocess.run(
+        [sys.executable, "-m", "koclip", "search", "빨간 원", "--gallery", "koclip/embeddings/koclip-mini-scenes",
+         "--model", "koclip-mini"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "빨간 원" in result.stdout

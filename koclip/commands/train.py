@@ -68,9 +68,11 @@ def config_fields() -> dict[str, tuple[str, Any]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
-        "The shipped koclip-mini was trained with: python -m koclip train --out koclip/assets/koclip-mini "
-        "(the defaults). Data on the Hub needs internet; generated scenes do not."
+        "The shipped koclip-mini was trained with the defaults; to reproduce it beside the shipped one: "
+        "python -m koclip train --out runs/koclip-mini. Data on the Hub needs internet; generated scenes do not."
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the model already in --out (the shipped koclip-mini, for one)")
     for name, (kind, default) in config_fields().items():
         flag = "--" + name.replace("_", "-")
         if kind == "bool":
@@ -97,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file; give a folder to write the model to")
+    if (out / "config.json").is_file() and not args.overwrite:
+        raise InvalidInputError(f"--out {out} already holds a model; pass --overwrite to replace it, or pick another folder")
 
     from koclip.train import train
 
