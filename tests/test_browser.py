@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from PIL import Image
 
 from koclip import scenes
 
@@ -188,6 +189,24 @@ def test_intro(browser_page):
 def test_image_to_text(browser_page):
     answers = classify(browser_page, "노란 별, 파란 삼각형, 빨간 원", "image_to_text")
     assert answers.first.inner_text().startswith("파란 삼각형 — ")
+
+
+def test_a_photo_shown_to_koclip_mini_gets_a_warning_above_the_answer(browser_page):
+    import skimage.data
+
+    page = browser_page
+    open_page(page, "Image → Text")
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    photo = ARTIFACTS / "upload_astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    submit(page, "Labels (1 to 20, one per line or comma-separated)", "빨간 원, 파란 삼각형, 노란 별")
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === 3")
+    warning = page.get_by_text("does not look like the generated scenes koclip-mini was trained on")
+    warning.wait_for()
+    finish(page, "image_to_text_photo_warning")
+    photo.unlink()
 
 
 def test_text_to_patch(browser_page):
