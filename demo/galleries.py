@@ -3,11 +3,18 @@ files, and the builds that make new ones."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image
 
-from koclip import builds, gallery, settings
+from demo import inputs
+from koclip import builds, domain, gallery, indexing, settings
+
+MAX_UPLOADS = 24  # photos one visitor may search
+MAX_UPLOAD_MEGAPIXELS = 100  # decoded, over all of one visitor's photos
+KEPT_SIDE = 1024  # an uploaded photo is kept at most this large: the model reads 224 pixels
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,3 +51,40 @@ def disk_galleries(model_name: str) -> dict[str, str]:
     samples = samples_folder(model_name)
     paths = sorted(dict.fromkeys(paths), key=lambda path: (path != shipped, path != samples, path.name))
     return {str(path): f"{path.name} ({gallery.read_manifest(path)['count']:,} images)" for path in paths}
+
+
+def _header_pixels(file) -> int:
+    """The pixels an upload's header announces, read without decoding; 0 when it is no image."""
+    try:
+        with Image.open(io.BytesIO(file.getvalue())) as image:
+            return image.width * image.height
+    except Exception:  # noqa: BLE001 - whatever Pillow raises, open_upload reports it properly
+        return 0
+
+
+def encode_uploads(model, files) -> tuple[gallery.Gallery | None, list[str]]:
+    """A visitor's uploaded photos as an in-memory gallery, and what to tell them about it.
+
+    Bounded: at most MAX_UPLOADS photos and MAX_UPLOAD_MEGAPIXELS decoded pixels in all, and each
+    photo kept only at KEPT_SIDE, not as uploaded."""
+    rows, images, notes, pixels = [], [], [], 0
+    for file in files[:MAX_UPLOADS]:
+        pixels += _header_pixels(file)
+        if pixels > MAX_UPLOAD_MEGAPIXELS * 1e6:
+            notes.append(f"Only the first {len(images)} photos were used: with the next they would hold over "
+                         f"{MAX_UPLOAD_MEGAPIXELS} megapixels, the most one visitor's photos may.")
+            break
+        image = inputs.open_upload(file)
+        if image is not None:
+            image.thumbnail((KEPT_SIDE, KEPT_SIDE), Image.Resampling.BICUBIC)
+            rows.append({"source": file.name, "caption": file.name, "thumbnail": indexing.thumbnail_jpeg(image)})
+            images.append(image)
+    if len(files) > MAX_UPLOADS:
+        notes.append(f"Only the first {MAX_UPLOADS} of your {len(files)} photos were used.")
+    if not images:
+        return None, notes
+    unfamiliar = sum(not domain.knows_images_like(model, image) for image in images)
+    if unfamiliar:
+        notes.append(domain.warning(model, f"{unfamiliar} of your {len(images)} photos do"))
+    with st.spinner(f"Encoding {len(images)} photos with {model.name}…"):
+        return gallery.Gallery.in_memory(model, model.encode_image(images), rows), notes

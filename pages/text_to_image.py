@@ -21,31 +21,23 @@ SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "큰 초록 사
 PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")
 GRID_COLUMNS = 5
 MAX_K = 20
-MAX_OWN_PHOTOS = 24
 OWN = "own"  # the gallery key of this session's uploaded photos
 
 
 def own_gallery(model) -> gallery.Gallery | None:
-    """This session's uploaded photos, encoded once per set of files and model; None when there are none."""
+    """This session's uploaded photos, encoded once per set of files and model; None when there are none.
+
+    Bounded per visitor (see galleries.encode_uploads)."""
     files = st.session_state.get(f"t2i_own_files_{st.session_state.get('t2i_own_round', 0)}") or []
     if not files:
         return None
     digest = hashlib.sha256(b"".join(hashlib.sha256(f.getvalue()).digest() for f in files)).hexdigest()
     cached = st.session_state.get("t2i_own")
-    if cached is not None and cached[0] == (model.name, digest):
-        return cached[1]
-    rows, images = [], []
-    for file in files[:MAX_OWN_PHOTOS]:
-        image = inputs.open_upload(file)
-        if image is not None:
-            rows.append({"source": file.name, "caption": file.name, "thumbnail": indexing.thumbnail_jpeg(image)})
-            images.append(image)
-    if not images:
-        return None
-    with st.spinner(f"Encoding {len(images)} photos with {model.name}…"):
-        collection = gallery.Gallery.in_memory(model, model.encode_image(images), rows)
-    st.session_state["t2i_own"] = ((model.name, digest), collection)
-    return collection
+    if cached is None or cached[0] != (model.name, digest):
+        cached = st.session_state["t2i_own"] = ((model.name, digest), *galleries.encode_uploads(model, files))
+    for note in cached[2]:
+        st.warning(note, icon=":material/help:")
+    return cached[1]
 
 
 def build_progress(out: Path, what: str, preparing: str, retry_key: str, retry) -> None:
@@ -129,7 +121,7 @@ def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> Non
                 start_dataset(model, dataset)
                 st.rerun()
         with own_tab:
-            st.write(f"Up to {MAX_OWN_PHOTOS} photos, searched in this session only and never saved.")
+            st.write(f"Up to {galleries.MAX_UPLOADS} photos, searched in this session only and never saved.")
             round_ = st.session_state.setdefault("t2i_own_round", 0)
             st.file_uploader(
                 "Your photos (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"], accept_multiple_files=True,

@@ -288,6 +288,40 @@ def test_only_the_shipped_gallery_and_the_app_folder_are_listed(tmp_path, monkey
     assert listed == ["koclip-mini-scenes", "koclip-mini-left-over"]
 
 
+def _uploads_script(sizes: list[tuple[int, int]]) -> None:
+    import io
+
+    import streamlit as st
+    from PIL import Image
+
+    import koclip
+    from demo import galleries
+
+    files = []
+    for i, size in enumerate(sizes):
+        data = io.BytesIO()
+        Image.new("RGB", size, (200, 30 * i % 255, 40)).save(data, "PNG")
+        data.name = f"photo{i}.png"
+        data.getvalue = data.getbuffer().tobytes
+        files.append(data)
+    collection, notes = galleries.encode_uploads(koclip.load("koclip-mini"), files)
+    st.session_state["uploads"] = (len(collection), notes)
+
+
+def test_one_visitors_uploads_are_bounded_in_pixels_and_count():
+    from demo import galleries
+
+    big = (6000, 6000)  # 36 megapixels each: the third would pass 100 in all
+    at = AppTest.from_function(_uploads_script, args=([big] * 4,), default_timeout=TIMEOUT).run()
+    count, notes = at.session_state["uploads"]
+    assert count == 2 and any(f"{galleries.MAX_UPLOAD_MEGAPIXELS} megapixels" in note for note in notes)
+    many = [(32, 32)] * (galleries.MAX_UPLOADS + 3)
+    at = AppTest.from_function(_uploads_script, args=(many,), default_timeout=TIMEOUT).run()
+    count, notes = at.session_state["uploads"]
+    assert count == galleries.MAX_UPLOADS and any(f"first {galleries.MAX_UPLOADS} of your" in n for n in notes)
+    assert not at.exception
+
+
 def test_text_to_image_example_buttons_fill_the_query(app):
     page(app, "text_to_image")
     app.button(key="t2i_example_노란 별").click().run()
