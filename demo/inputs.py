@@ -17,8 +17,10 @@ from PIL import Image
 import koclip
 from demo import models
 from koclip import domain, scenes, webimage
-from koclip.api import word_list
+from koclip.api import MAX_TEXT_CHARS, word_list
 from koclip.errors import KoCLIPError
+
+MAX_URL_CHARS = 2048  # what browsers and servers commonly accept
 
 # ---------------------------------------------------------------- images
 
@@ -104,7 +106,7 @@ def image_input(examples: Mapping[str, Example], key: str) -> tuple[Image.Image 
     if source == "Upload":
         upload = st.file_uploader("Image (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"], key=f"{key}_upload")
         return (open_upload(upload) if upload else None), None
-    url = st.text_input("Image URL (http or https)", key=f"{key}_url").strip()
+    url = st.text_input("Image URL (http or https)", key=f"{key}_url", max_chars=MAX_URL_CHARS).strip()
     return (open_url(url) if url else None), None
 
 
@@ -121,7 +123,7 @@ def follow_example(key: str, examples: Mapping[str, Example], example: str | Non
 
 def query_input(model: koclip.KoCLIP, key: str) -> str | None:
     """The query typed into widget `key`; None after an error when it is empty."""
-    query = st.text_input("Query", key=key).strip()
+    query = st.text_input("Query", key=key, max_chars=MAX_TEXT_CHARS).strip()
     if not query:
         st.error("The query is empty: type what to look for, for example 빨간 원.")
         return None

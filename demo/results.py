@@ -6,7 +6,6 @@ import functools
 import html
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -17,23 +16,22 @@ ENLARGED_SIDE = 512
 LETTERBOX = (240, 242, 246)
 
 
-@functools.lru_cache(maxsize=1024)  # the same results come back to many sessions; ~20 KB each
-def square(thumbnail: bytes | str | Path, side: int = CARD_SIDE) -> bytes:
-    """The thumbnail (JPEG bytes or a file) scaled to fit a square and centred on it, as JPEG bytes."""
-    with Image.open(io.BytesIO(thumbnail) if isinstance(thumbnail, bytes) else thumbnail) as image:
-        scale = side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.convert("RGB").resize(size, Image.BICUBIC)
-        canvas = Image.new("RGB", (side, side), LETTERBOX)
-        canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+# Keyed by the thumbnail's bytes, not its file: a gallery re-indexed under the same name shows its
+# own pictures. The same results come back to many sessions; ~20 KB each.
+@functools.lru_cache(maxsize=1024)
+def square(thumbnail: bytes | None, side: int = CARD_SIDE) -> bytes:
+    """The thumbnail (JPEG bytes, as Gallery.thumbnail gives it) scaled to fit a square and centred on
+    it, as JPEG bytes; a blank square when there is none."""
+    canvas = Image.new("RGB", (side, side), LETTERBOX)
+    if thumbnail is not None:
+        with Image.open(io.BytesIO(thumbnail), formats=("JPEG",)) as image:  # Gallery.thumbnail checked it
+            scale = side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.convert("RGB").resize(size, Image.BICUBIC)
+            canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     buffer = io.BytesIO()
     canvas.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
-
-
-def picture(thumbnail: bytes | str | Path) -> bytes | str:
-    """What st.image takes for a thumbnail: the JPEG bytes, or a file path as text."""
-    return thumbnail if isinstance(thumbnail, bytes) else str(thumbnail)
 
 
 def one_line(text: str) -> None:
@@ -49,7 +47,7 @@ def one_line(text: str) -> None:
 @st.dialog("Result", width="large")
 def enlarge(result: dict[str, Any], rank: int, where: str) -> None:
     left, right = st.columns([3, 2])
-    left.image(square(result["thumbnail"], ENLARGED_SIDE), width="stretch")
+    left.image(square(result["picture"], ENLARGED_SIDE), width="stretch")
     with right:
         st.markdown(f"**#{rank}** · cosine similarity **{result['score']:.3f}**")
         if result.get("caption"):
@@ -61,12 +59,14 @@ def enlarge(result: dict[str, Any], rank: int, where: str) -> None:
 
 def cards(results: list[dict[str, Any]], columns: int, key: str, where: str,
           more_like: Callable[[dict[str, Any]], None]) -> None:
-    """One card per result, best first: the picture, a bar for its score, a caption line, and buttons to
-    enlarge it or to search for images like it (`more_like`, called with the result)."""
+    """One card per result, best first: the picture (`picture`, thumbnail bytes or None), a bar for its
+    score, a caption line, and buttons to enlarge it or to search for images like it (`more_like`,
+    called with the result)."""
     grid = st.columns(columns)
     for rank, result in enumerate(results, 1):
         with grid[(rank - 1) % columns], st.container(border=True):
-            st.image(square(result["thumbnail"]), width="stretch")
+            st.image(square(result["picture"]), width="stretch",
+                     caption=None if result["picture"] is not None else "no picture: its thumbnail is missing or unfit")
             st.progress(min(max(result["score"], 0.0), 1.0), text=f"#{rank} · {result['score']:.3f}")
             one_line(result.get("caption") or "")
             if st.button("Enlarge", key=f"{key}_enlarge_{rank}", icon=":material/open_in_full:", width="stretch"):

@@ -30,6 +30,8 @@ from koclip.tokenizer import load as load_tokenizer
 from koclip.transform import ImageTransform
 
 MAX_LABELS = 100
+MAX_TEMPLATES = 100  # OpenAI's ImageNet ensemble has 80
+MAX_TEXT_CHARS = 10_000  # the most of a text that is read: for text boxes' max_chars too
 _EXITING = threading.Event()
 _WARMING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
@@ -53,6 +55,15 @@ def text_list(values, what: str) -> list[str]:
         if not isinstance(value, str):
             raise InvalidInputError(f"{what} must be text; one of them is {type(value).__name__} {str(value)[:40]!r}")
     return values
+
+
+def readable(text: str) -> str:
+    """The part of `text` a model reads: its first MAX_TEXT_CHARS characters. The largest model reads
+    512 tokens, each a word or a piece of one, which ordinary text fits in a few thousand characters,
+    so the cut changes no embedding of such a text; it bounds the work of a longer one (a million
+    characters cost the tokenizer seconds and hundreds of megabytes). A longer text is cut, not
+    refused, as a text of more tokens than the model reads is."""
+    return text[:MAX_TEXT_CHARS]
 
 
 def word_list(words: Sequence[str], limit: int = 8) -> str:
@@ -118,13 +129,13 @@ class KoCLIP:
 
     def is_truncated(self, text: str) -> bool:
         """Whether `text` is longer than the model reads (it is then cut, not refused)."""
-        return self.text_processor.is_truncated(text)
+        return len(text) > MAX_TEXT_CHARS or self.text_processor.is_truncated(text)
 
     def unknown_words(self, text: str) -> list[str]:
         """The words of `text` this model's vocabulary cannot read: what it says about them means nothing."""
         if not isinstance(text, str):
             raise InvalidInputError(f"expected text, not {type(text).__name__}")
-        return self.text_processor.unknown_words(text)
+        return self.text_processor.unknown_words(readable(text))
 
     @property
     def vocabulary(self) -> str | None:
@@ -134,10 +145,11 @@ class KoCLIP:
 
     def can_read(self, text: str) -> bool:
         """Whether at least one word of `text` is in the model's vocabulary."""
-        return bool(set(text.split()) - set(self.unknown_words(text)))
+        unknown = set(self.unknown_words(text))
+        return bool(set(readable(text).split()) - unknown)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        texts = text_list(texts, "texts")
+        texts = [readable(text) for text in text_list(texts, "texts")]
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = []
@@ -216,9 +228,12 @@ class KoCLIP:
             raise InvalidInputError("no labels given: enter at least one label")
         if len(labels) > MAX_LABELS:
             raise InvalidInputError(f"{len(labels)} labels given; the limit is {MAX_LABELS}")
-        templates = ["{}"] if template is None else [check_template(t) for t in text_list(template, "templates")]
+        templates = ["{}"] if template is None else text_list(template, "templates")
         if not templates:
             raise InvalidInputError("the list of templates is empty; pass None for the bare labels")
+        if len(templates) > MAX_TEMPLATES:
+            raise InvalidInputError(f"{len(templates)} templates given; the limit is {MAX_TEMPLATES}")
+        templates = [check_template(t) for t in templates]
         return [[t.format(label) for t in templates] for label in labels]
 
     def label_embeddings(self, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> np.ndarray:

@@ -18,7 +18,7 @@ COMMANDS = {
     "download": "Download a published model into the local Hugging Face cache.",
     "scenes": "Generate synthetic Korean-captioned scenes (PNG folder + metadata.jsonl).",
     "index": "Encode an image collection into a searchable gallery directory.",
-    "search": "Search a gallery with a text query.",
+    "search": "Search a gallery with a text query or an image.",
     "train": "Train a KoCLIP dual encoder contrastively.",
     "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
 }

@@ -1,6 +1,12 @@
 """Opening images safely: any mode becomes RGB, EXIF orientation is applied, and files that are
 not images, are truncated, or are too large to decode are refused with `InvalidImageError`.
 
+Only the formats people send as photos are read: FORMATS (PNG, JPEG, WebP, GIF, BMP, TIFF). Pillow
+would otherwise pick one of its dozens of decoders by a file's first bytes, including rarely used ones
+(DDS, BLP, SPIDER, AVIF...) that fail with exceptions of their own; an image in another format is
+refused as unreadable, whatever its name says. Any failure to decode a file in those formats is
+the same `InvalidImageError`.
+
 Every budget is checked from the header, before a pixel is decoded: at most MAX_PIXELS, at least
 MIN_SIDE pixels a side, and a long side at most MAX_ASPECT times the short one (CLIP's transform
 scales the short side up to 224, so a 40000x10 strip would otherwise grow to 200 megapixels).
@@ -23,6 +29,9 @@ MIN_SIDE = 8
 MAX_ASPECT = 20
 WORK_PIXELS = 4_000_000  # far more than any tower's input; reducing to this changes no answer
 
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's names; JPEG includes MPO, a camera's JPEG
+FORMAT_NAMES = "PNG, JPEG, WebP, GIF, BMP or TIFF"
+
 ImageInput = Union[Image.Image, str, os.PathLike, bytes, BinaryIO]
 
 
@@ -30,6 +39,10 @@ def _describe(source: ImageInput) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     return getattr(source, "name", None) or "the image"
+
+
+def _unreadable(source: ImageInput, why: str) -> InvalidImageError:
+    return InvalidImageError(f"{_describe(source)} is not a readable image: {why}; send a whole {FORMAT_NAMES} file")
 
 
 def _check_budget(image: Image.Image, source: ImageInput, max_pixels: int) -> None:
@@ -76,13 +89,15 @@ def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
     elif isinstance(source, (str, os.PathLike, bytes, bytearray)) or hasattr(source, "read"):
         stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         try:
-            image = Image.open(stream)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise InvalidImageError(f"{_describe(source)} is not a readable image ({exc})") from None
+            image = Image.open(stream, formats=FORMATS)
         except Image.DecompressionBombError:
             raise InvalidImageError(
                 f"{_describe(source)} is too large: the limit is {max_pixels / 1e6:.0f} megapixels"
             ) from None
+        except UnidentifiedImageError:
+            raise _unreadable(source, "it is in none of the formats koclip reads") from None
+        except Exception as exc:  # a missing file, or a header a decoder rejects in its own way
+            raise _unreadable(source, str(exc)) from None
     else:
         raise InvalidImageError(
             f"expected an image (a PIL image, a file path, bytes or a binary file), got {type(source).__name__}"
@@ -98,6 +113,6 @@ def open_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, rgba)
             image = image.convert("RGB")
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImageError(f"{_describe(source)} could not be decoded ({exc}); is it truncated?") from None
+    except Exception as exc:  # Pillow's decoders report damaged data with many exception types
+        raise _unreadable(source, f"its {image.format or 'pixel'} data is truncated or damaged ({exc})") from None
     return image

@@ -8,6 +8,9 @@ when given `do_lower_case=False, strip_accents=False`.
 
 klue's special tokens take ids [CLS]=0, [PAD]=1, [SEP]=2, [UNK]=3, [MASK]=4, so a RoBERTa config
 with `pad_token_id=1` fits both klue/roberta-large and koclip's own tokenizers.
+
+A text holding a lone surrogate (what Python leaves of bytes that are not UTF-8, in a command line
+or a file name) is not valid Unicode and cannot be tokenized: it is refused with `InvalidInputError`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,22 @@ from tokenizers import (
     trainers,
 )
 
-from koclip.errors import ModelUnavailableError
+from koclip.errors import InvalidInputError, ModelUnavailableError
 
 SPECIAL_TOKENS = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"]
 ROLES = ("cls_token", "pad_token", "sep_token", "unk_token", "mask_token")
+
+
+def check_unicode(text: str) -> str:
+    """`text`, if it is valid Unicode; refused with a message saying where it is not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"the text {text[:40]!r} is not valid Unicode: character {exc.start + 1} is a lone surrogate "
+            f"({text[exc.start]!r}), which is what decoding bytes that are not UTF-8 leaves; give the text as UTF-8"
+        ) from None
+    return text
 
 
 class Tokenizer:
@@ -54,24 +69,25 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
         """Token ids with the special tokens; at most `max_length`, cutting the text, not the special tokens."""
+        texts = [check_unicode(text) for text in texts]
         if max_length is None:
-            return [e.ids for e in self.rust.encode_batch(list(texts), add_special_tokens=True)]
+            return [e.ids for e in self.rust.encode_batch(texts, add_special_tokens=True)]
         room = max_length - self.rust.num_special_tokens_to_add(False)
         out = []
-        for encoding in self.rust.encode_batch(list(texts), add_special_tokens=False):
+        for encoding in self.rust.encode_batch(texts, add_special_tokens=False):
             encoding.truncate(max(room, 0))
             out.append(self.rust.post_process(encoding).ids)
         return out
 
     def pieces(self, text: str, max_length: int | None = None) -> list[tuple[int, tuple[int, int]]]:
         """(id, character span) of each token of `text`, without special tokens."""
-        encoding = self.rust.encode(text, add_special_tokens=False)
+        encoding = self.rust.encode(check_unicode(text), add_special_tokens=False)
         if max_length is not None:
             encoding.truncate(max_length)
         return list(zip(encoding.ids, encoding.offsets))
 
     def tokenize(self, text: str) -> list[str]:
-        return self.rust.encode(text, add_special_tokens=False).tokens
+        return self.rust.encode(check_unicode(text), add_special_tokens=False).tokens
 
     def save(self, directory: str | Path) -> None:
         """Write the files transformers' `AutoTokenizer` reads back as the same tokenizer."""

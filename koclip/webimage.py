@@ -3,12 +3,14 @@
 The host is resolved here and every address it resolves to is checked; the connection then goes
 to that vetted address, so a second DNS answer cannot swap in another one (DNS rebinding).
 Redirects are followed by hand, each hop checked the same way. Downloads are capped in size and
-in total time: a watchdog shuts the connection's socket at the deadline, so no phase (connecting,
-the TLS handshake, a header sent a byte at a time, the body) can outlast it.
+in total time: the name lookup runs on a thread that is waited for until the deadline only, and a
+watchdog shuts the connection's socket at the deadline, so no phase (the lookup, connecting, the
+TLS handshake, a header sent a byte at a time, the body) can outlast it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import http.client
 import ipaddress
@@ -61,9 +63,35 @@ class _Hop:
     target: str  # the percent-encoded path and query
 
 
-def _vet(url: str, allow_loopback: bool) -> _Hop:
-    """Check a URL and resolve its host; refuse it unless every address is public."""
-    parts = urlsplit(url.strip())
+def _malformed(url: str, exc: ValueError) -> FetchError:
+    return FetchError(f"{url[:100]!r} is not a well-formed URL ({exc}); an IPv6 address goes in square "
+                      "brackets, as in http://[2001:db8::1]/cat.jpg")
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[tuple]:
+    """`socket.getaddrinfo` for `host`, waited for until `deadline` only: a lookup cannot be
+    interrupted, so a slow one is left to finish on its own daemon thread."""
+    answer: concurrent.futures.Future = concurrent.futures.Future()
+
+    def lookup() -> None:
+        try:
+            answer.set_result(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the waiting thread, which raises it
+            answer.set_exception(exc)
+
+    threading.Thread(target=lookup, name=f"look up {host[:40]}", daemon=True).start()
+    try:
+        return answer.result(timeout=max(deadline - time.monotonic(), 0.0))
+    except concurrent.futures.TimeoutError:  # not yet the built-in TimeoutError on Python 3.10
+        raise TimeoutError from None
+
+
+def _vet(url: str, allow_loopback: bool, deadline: float) -> _Hop:
+    """Check a URL and resolve its host by `deadline`; refuse it unless every address is public."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # brackets that do not hold an IP address: "http://[::1/", "http://]/"
+        raise _malformed(url, exc) from None
     if parts.scheme not in ("http", "https"):
         raise FetchError(f"only http:// and https:// URLs can be fetched, not {url[:100]!r}")
     if not parts.hostname:
@@ -71,7 +99,7 @@ def _vet(url: str, allow_loopback: bool) -> _Hop:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname.encode("idna").decode("ascii")
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _resolve(host, port, deadline)
     except (ValueError, socket.gaierror) as exc:  # a bad port or name (UnicodeError is a ValueError)
         raise FetchError(f"cannot resolve the host of {url[:100]!r} ({exc})") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -138,7 +166,11 @@ def fetch_bytes(
     """The body of `url`, after at most MAX_REDIRECTS vetted redirects, within `timeout` seconds in all."""
     deadline = time.monotonic() + timeout
     for _ in range(MAX_REDIRECTS + 1):
-        hop = _vet(url, allow_loopback)
+        try:
+            hop = _vet(url, allow_loopback, deadline)
+        except TimeoutError:
+            raise FetchError(f"{url[:100]} did not answer within {timeout:.0f} seconds: looking up its host "
+                             "took too long") from None
         connection_type = _PinnedHTTPS if hop.scheme == "https" else _PinnedHTTP
         connection = connection_type(hop, timeout=max(deadline - time.monotonic(), 0.01))
         watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), connection.expire)
@@ -149,8 +181,12 @@ def fetch_bytes(
             sock = connection.sock  # the connection lets go of it once the response says it will close
             sock.settimeout(max(deadline - time.monotonic(), 0.01))
             response = connection.getresponse()
-            if response.status in _REDIRECTS and response.getheader("Location"):
-                url = urljoin(url, response.getheader("Location"))
+            location = response.getheader("Location")
+            if response.status in _REDIRECTS and location:
+                try:
+                    url = urljoin(url, location)
+                except ValueError as exc:
+                    raise _malformed(location, exc) from None
                 continue
             if response.status != 200:
                 raise FetchError(f"the server answered {response.status} {response.reason} for {url[:100]}")

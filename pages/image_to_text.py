@@ -10,6 +10,7 @@ import streamlit as st
 
 from demo import inputs, models
 from koclip import DEFAULT_TEMPLATE, scenes
+from koclip.api import MAX_TEXT_CHARS
 
 MAX_LABELS = 20
 # Templates without particles, so they read correctly whether or not a label ends in a consonant.
@@ -54,7 +55,7 @@ with left:
 with right:
     inputs.follow_example("i2t_labels", examples, example)
     labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
-    labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160))
+    labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160, max_chars=MAX_TEXT_CHARS))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
     if not use_template:
         st.session_state["i2t_ensemble"] = False  # no templates, no ensemble: the box must not stay ticked

@@ -25,6 +25,8 @@ def image_bytes(recipe: list) -> bytes:
         return out.getvalue()[:200]
     if kind == "bytes":
         return args[0].encode()
+    if kind == "undecodable":
+        return hostile_images.undecodable()[args[0]]
     raise ValueError(f"unknown image recipe {recipe!r}")
 
 
@@ -36,9 +38,13 @@ def text(spec) -> str:
     return (spec["repeat"] * (spec["length"] // len(spec["repeat"]) + 1))[: spec["length"]]
 
 
-def cases(section: str) -> list[dict]:
-    return CORPUS[section]
+ENTRY_POINTS = ("library", "cli", "pages")
 
 
-def ids(section: str) -> list[str]:
-    return [case["name"] for case in CORPUS[section]]
+def cases(section: str, entry_point: str | None = None) -> list[dict]:
+    """The section's cases; with `entry_point`, only those that can reach it."""
+    return [case for case in CORPUS[section] if entry_point is None or entry_point in case.get("reaches", ENTRY_POINTS)]
+
+
+def ids(section: str, entry_point: str | None = None) -> list[str]:
+    return [case["name"] for case in cases(section, entry_point)]

@@ -64,6 +64,15 @@ def test_template_without_placeholder_is_refused(model):
         model.prompts(["고양이"], template="이것은 이다.")
 
 
+def test_too_many_labels_or_templates_are_refused_before_any_is_read(model):
+    from koclip.api import MAX_LABELS, MAX_TEMPLATES
+
+    with pytest.raises(koclip.InvalidInputError, match=f"the limit is {MAX_LABELS}"):
+        model.prompts([f"라벨{i}" for i in range(MAX_LABELS + 1)])
+    with pytest.raises(koclip.InvalidInputError, match=f"the limit is {MAX_TEMPLATES}"):
+        model.prompts(["고양이"], template=["{} 사진"] * 1_000_000)
+
+
 def test_long_text_is_truncated_not_refused(model):
     query = "고양이 " * 5000
     assert model.is_truncated(query) and not model.is_truncated("고양이")

@@ -45,34 +45,34 @@ def label_list(text: str) -> list[str]:
 # ---------------------------------------------------------------- the library
 
 
-@pytest.mark.parametrize("case", corpus.cases("images"), ids=corpus.ids("images"))
+@pytest.mark.parametrize("case", corpus.cases("images", "library"), ids=corpus.ids("images", "library"))
 def test_library_images(mini, case):
     data = corpus.image_bytes(case["recipe"])
     assert outcome(lambda: mini.encode_image([data])) == case["expect"]
     assert outcome(lambda: rank_patches(mini, data, "빨간 원", 3, 3)) == case["expect"]
 
 
-@pytest.mark.parametrize("case", corpus.cases("queries"), ids=corpus.ids("queries"))
+@pytest.mark.parametrize("case", corpus.cases("queries", "library"), ids=corpus.ids("queries", "library"))
 def test_library_queries(mini, shipped, case):
     query = corpus.text(case["text"])
     assert outcome(lambda: gallery.search(mini, shipped, query, 5)) == case["expect"]
     assert outcome(lambda: rank_patches(mini, scenes.composite(0).image, query, 3, 3)) == case["expect"]
 
 
-@pytest.mark.parametrize("case", corpus.cases("labels"), ids=corpus.ids("labels"))
+@pytest.mark.parametrize("case", corpus.cases("labels", "library"), ids=corpus.ids("labels", "library"))
 def test_library_labels(mini, case):
     labels = label_list(corpus.text(case["text"]))
     expected = "accepted" if len(labels) > PAGE_LABEL_LIMIT else case["expect"]
     assert outcome(lambda: mini.classify(scenes.single_object("원", "빨간"), labels)) == expected
 
 
-@pytest.mark.parametrize("case", corpus.cases("templates"), ids=corpus.ids("templates"))
+@pytest.mark.parametrize("case", corpus.cases("templates", "library"), ids=corpus.ids("templates", "library"))
 def test_library_templates(mini, case):
     work = lambda: mini.classify(scenes.single_object("원", "빨간"), ["빨간 원", "파란 별"], case["template"])  # noqa: E731
     assert outcome(work) == case["expect"]
 
 
-@pytest.mark.parametrize("case", corpus.cases("urls"), ids=corpus.ids("urls"))
+@pytest.mark.parametrize("case", corpus.cases("urls", "library"), ids=corpus.ids("urls", "library"))
 def test_library_urls(case):
     assert outcome(lambda: webimage.fetch_image(case["url"])) == case["expect"]
 
@@ -89,7 +89,7 @@ def cli_outcome(argv: list[str], capsys) -> str:
     return "error"
 
 
-@pytest.mark.parametrize("case", corpus.cases("images"), ids=corpus.ids("images"))
+@pytest.mark.parametrize("case", corpus.cases("images", "cli"), ids=corpus.ids("images", "cli"))
 def test_cli_search_by_image(case, tmp_path, capsys):
     path = tmp_path / "query.png"
     path.write_bytes(corpus.image_bytes(case["recipe"]))
@@ -97,7 +97,7 @@ def test_cli_search_by_image(case, tmp_path, capsys):
     assert got == ("accepted" if case["expect"] == "accepted" else "error")
 
 
-@pytest.mark.parametrize("case", corpus.cases("queries"), ids=corpus.ids("queries"))
+@pytest.mark.parametrize("case", corpus.cases("queries", "cli"), ids=corpus.ids("queries", "cli"))
 def test_cli_search_by_text(case, capsys, mini):
     got = cli_outcome(["search", corpus.text(case["text"]), "--gallery", str(GALLERY), "--top-k", "3"], capsys)
     # A query of words koclip-mini cannot read gets no ranking: an error naming them.
@@ -134,7 +134,7 @@ def page_expectation(case: dict, mini) -> str:
     return "accepted" if mini.can_read(query) else "unknown"
 
 
-@pytest.mark.parametrize("case", corpus.cases("queries"), ids=corpus.ids("queries"))
+@pytest.mark.parametrize("case", corpus.cases("queries", "pages"), ids=corpus.ids("queries", "pages"))
 @pytest.mark.parametrize("page, key", [("text_to_image", "t2i_query"), ("text_to_patch", "t2p_query")])
 def test_pages_take_every_query(mini, page, key, case):
     at = page_app(page)
@@ -144,7 +144,7 @@ def test_pages_take_every_query(mini, page, key, case):
     assert page_outcome(at, answered) == page_expectation(case, mini)
 
 
-@pytest.mark.parametrize("case", corpus.cases("labels"), ids=corpus.ids("labels"))
+@pytest.mark.parametrize("case", corpus.cases("labels", "pages"), ids=corpus.ids("labels", "pages"))
 def test_image_to_text_takes_every_label_list(mini, case):
     at = page_app("image_to_text")
     at.text_area(key="i2t_labels").input(corpus.text(case["text"])).run()
@@ -155,7 +155,7 @@ def test_image_to_text_takes_every_label_list(mini, case):
     assert page_outcome(at, answered) == expected
 
 
-@pytest.mark.parametrize("case", corpus.cases("urls"), ids=corpus.ids("urls"))
+@pytest.mark.parametrize("case", corpus.cases("urls", "pages"), ids=corpus.ids("urls", "pages"))
 def test_image_to_text_refuses_every_bad_url(case):
     at = page_app("image_to_text")
     at.radio(key="i2t_source").set_value("URL").run()
@@ -181,7 +181,7 @@ def _upload_and_answer(payload: bytes) -> None:
         st.write("answered")
 
 
-@pytest.mark.parametrize("case", corpus.cases("images"), ids=corpus.ids("images"))
+@pytest.mark.parametrize("case", corpus.cases("images", "pages"), ids=corpus.ids("images", "pages"))
 def test_pages_take_every_upload(case):
     # AppTest cannot drive st.file_uploader, so this runs the pages' upload handler and questions.
     at = AppTest.from_function(_upload_and_answer, args=(corpus.image_bytes(case["recipe"]),), default_timeout=300).run()

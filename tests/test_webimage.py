@@ -42,6 +42,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, Location="/image.png")
         elif self.path == "/redirect-to-private":
             self._send(302, Location="http://10.0.0.1/image.png")
+        elif self.path == "/redirect-malformed":
+            self._send(302, Location="http://[::1/image.png")
         elif self.path == "/loop":
             self._send(302, Location="/loop")
         elif self.path == "/declared-huge":
@@ -238,3 +240,44 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_deadline(server):
     with pytest.raises(FetchError, match="did not answer within 1 seconds"):
         fetch_bytes(_url(server, "/slow-headers"), timeout=1.0, allow_loopback=True)
     assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize("url", ["http://[::1/", "http://]/", "https://[12345::]/", "http://a]b/", "http://[::1/x]"])
+def test_a_malformed_bracketed_host_is_refused_clearly(url, no_connections):
+    with pytest.raises(FetchError, match="is not a well-formed URL .*square brackets"):
+        fetch_image(url)
+
+
+def test_a_redirect_to_a_malformed_url_is_refused_clearly(server):
+    with pytest.raises(FetchError, match=r"'http://\[::1/image.png' is not a well-formed URL"):
+        fetch_bytes(_url(server, "/redirect-malformed"), allow_loopback=True)
+
+
+@pytest.fixture
+def slow_resolver(monkeypatch):
+    """Name lookups that take `delay` seconds (15 unless set), then answer with the loopback address."""
+    release = threading.Event()
+    delay = {"seconds": 15.0}
+
+    def resolve(host, port, *args, **kwargs):
+        release.wait(delay["seconds"])
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(webimage.socket, "getaddrinfo", resolve)
+    yield delay
+    release.set()  # lets the lookup left behind finish
+
+
+def test_the_deadline_covers_a_slow_name_lookup(slow_resolver):
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="did not answer within 1 seconds: looking up its host took too long"):
+        fetch_bytes("http://slow-dns.example/cat.jpg", timeout=1.0)
+    assert time.monotonic() - start < 1.5
+
+
+def test_the_lookup_and_the_download_share_one_deadline(server, slow_resolver):
+    slow_resolver["seconds"] = 0.6
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="within"):  # 0.6 s of lookup, then a body that takes 8 s
+        fetch_bytes(f"http://slow-dns.example:{server.server_address[1]}/slow", timeout=1.0, allow_loopback=True)
+    assert time.monotonic() - start < 1.5

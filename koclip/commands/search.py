@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +16,13 @@ DETAILS = """\
 The query is encoded with the gallery's model (from its manifest) unless --model names
 another; a gallery can only be searched with the model that made it.
 
-With --image, the gallery is ranked by image-image similarity to that image instead.
+A query longer than the model reads is cut to its beginning, with a note. With --image,
+the gallery is ranked by image-image similarity to that image instead.
+
+Each result gives its rank, its row in the gallery (index) and its cosine similarity to the
+query (score), then the row's metadata (source, caption, ...). A metadata field named rank,
+index or score is shown as metadata_rank, metadata_index or metadata_score; in --json, a
+metadata number that is not finite (NaN, Infinity) is null.
 
 examples:
   python -m koclip search "빨간 원" --gallery embeddings/scenes
@@ -31,6 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int_at_least(1), default=10, metavar="K", help="results to show (default: 10)")
     parser.add_argument("--model", help="model to encode the query with (default: the gallery's)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+RESULT_FIELDS = ("rank", "index", "score")
+
+
+def result(rank: int, index: int, score: float, metadata: dict) -> dict:
+    """One result: the search's own fields first, then the metadata, whose fields cannot replace them."""
+    renamed = {f"metadata_{key}" if key in RESULT_FIELDS else key: value for key, value in metadata.items()}
+    return {"rank": rank, "index": index, "score": round(score, 6), **renamed}
+
+
+def finite(value):
+    """`value` with each float that is not finite (a gallery's JSON may hold NaN or Infinity) as
+    None: strict JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate as its \\uXXXX escape, which is valid inside a JSON string: a
+    file name that is not UTF-8 or a gallery's JSON can hold one, and no output encoding can write it."""
+    return re.sub("[\ud800-\udfff]", lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def check_words(model, query: str) -> None:
@@ -78,19 +113,15 @@ def main(args: argparse.Namespace) -> int:
                   "only its beginning is used", file=sys.stderr)
         check_words(model, args.query)
         hits = gallery.search(model, collection, args.query, args.top_k)
-    results = [
-        {"rank": rank, "index": hit.index, "score": round(hit.score, 6), **collection.item(hit.index)}
-        for rank, hit in enumerate(hits, 1)
-    ]
+    results = [result(rank, hit.index, hit.score, collection.item(hit.index)) for rank, hit in enumerate(hits, 1)]
     if args.json:
-        for result in results:
-            result["thumbnail"] = str(result["thumbnail"])
         # Strict JSON: a score that is not a number was refused by the search already.
-        print(json.dumps({"query": args.query or str(args.image), "gallery": str(args.gallery), "model": model.name,
-                          "results": results}, ensure_ascii=False, indent=2, allow_nan=False))
+        out = {"query": args.query or str(args.image), "gallery": str(args.gallery), "model": model.name,
+               "results": finite(results)}
+        print(printable(json.dumps(out, ensure_ascii=False, indent=2, allow_nan=False, default=str)))
         return 0
     print(f"{'rank':>4}  {'score':>7}  source")
-    for result in results:
-        caption = f"  {result['caption']}" if result.get("caption") else ""
-        print(terminal_safe(f"{result['rank']:>4}  {result['score']:7.4f}  {result['source']}{caption}"))
+    for row in results:
+        caption = f"  {row['caption']}" if row.get("caption") else ""
+        print(printable(terminal_safe(f"{row['rank']:>4}  {row['score']:7.4f}  {row.get('source', '')}{caption}")))
     return 0
