@@ -25,7 +25,9 @@ neighbour are not counted as misses.
 
 An index is stored as plain .npy arrays in the gallery's `index/` folder, never as pickles or
 faiss's own format: each is memory-mapped (so a header cannot claim more than the file holds)
-and checked against the manifest before faiss sees it.
+and checked against the manifest before faiss sees it, and a graph's every link against what
+faiss's search assumes of it (`graph_problem`): faiss checks none of it, and reads out of bounds
+on a crafted graph.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from koclip.atomic import write_atomic
+from koclip.atomic import open_regular, write_atomic
 from koclip.errors import GalleryError, KoCLIPError
 
 EXACT, PQ_SCAN, IVF_PQ, HNSW = "exact", "pq-scan", "ivf-pq", "hnsw"
@@ -185,6 +187,14 @@ def _check(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, .
             raise GalleryError(f"{where}/{name}.npy holds values that are not numbers; re-index this gallery")
 
 
+def codebooks(dim: int, m: int) -> tuple[int, int, int]:
+    """The shape of the m 4-bit codebooks of product quantisation over dim dimensions; ValueError for
+    an m that does not divide dim, which faiss would refuse with an error of its own."""
+    if not 1 <= m <= dim or dim % m:
+        raise ValueError(f"m {m} does not divide the dimension {dim}")
+    return m, 16, dim // m
+
+
 def _check_params(params: Any, names: tuple[str, ...], where: str, low: int = 0, high: int = 1 << 24) -> None:
     for name in names:
         value = params.get(name) if isinstance(params, dict) else None
@@ -229,7 +239,7 @@ class PQScan:
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
         m = params["m"]
-        return {"centroids": ((m, 16, dim // m), "float32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
+        return {"centroids": (codebooks(dim, m), "float32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
     @classmethod
     def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
@@ -317,7 +327,7 @@ class IVFPQ:
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
         m, nlist = params["m"], params["nlist"]
-        return {"coarse": ((nlist, dim), "float32"), "centroids": ((m, 16, dim // m), "float32"),
+        return {"coarse": ((nlist, dim), "float32"), "centroids": (codebooks(dim, m), "float32"),
                 "lists": ((count,), "int32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
     @classmethod
@@ -381,19 +391,9 @@ class HNSWGraph:
     def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
              vectors: np.ndarray) -> HNSWGraph:
         faiss = import_faiss()
-        neighbors, offsets = np.asarray(arrays["neighbors"]), np.asarray(arrays["offsets"]).astype(np.int64)
-        levels, cumulative = np.asarray(arrays["levels"]), np.asarray(arrays["cum_nneighbor_per_level"]).astype(np.int64)
-        m, top_level = params["neighbours"], params["max_level"]
-        # faiss trusts every one of these: each row's links must sit where its level says they are.
-        fits = (m >= 1 and params["ef_search"] >= 1 and len(cumulative) >= top_level + 2
-                and cumulative[0] == 0 and cumulative[1] == 2 * m and np.all(np.diff(cumulative) == np.r_[2 * m, [m] * (len(cumulative) - 2)])
-                and (count == 0 or (levels.min() >= 1 and levels.max() <= top_level + 1
-                                    and np.array_equal(np.diff(offsets), cumulative[levels])))
-                and offsets[0] == 0 and offsets[-1] == len(neighbors)
-                and (len(neighbors) == 0 or (neighbors.min() >= -1 and neighbors.max() < count))
-                and 0 <= params["entry_point"] < max(count, 1))
-        if not fits:
-            raise GalleryError("the index's graph does not fit the gallery; re-index this gallery")
+        problem = graph_problem(arrays, count, params)
+        if problem:
+            raise GalleryError(f"the index's graph does not fit the gallery: {problem}; re-index this gallery")
         index = faiss.IndexHNSWFlat(dim, params["neighbours"], faiss.METRIC_INNER_PRODUCT)
         graph = index.hnsw
         for name in cls._GRAPH:
@@ -428,6 +428,56 @@ class HNSWGraph:
         return self.index.search(queries, n)[1]
 
 
+def graph_problem(arrays: dict[str, np.ndarray], count: int, params: dict[str, int]) -> str | None:
+    """What in a stored graph breaks an invariant that faiss's search relies on without checking it,
+    or None when nothing does.
+
+    faiss starts at the entry point on level max_level and walks down level by level; it reads the
+    links of row u at level l from neighbors[offsets[u] + cum[l] : offsets[u] + cum[l + 1]] (cum:
+    cum_nneighbor_per_level), stops at the first -1, and follows every other link to its row. So each
+    row's links must sit where its level says (levels[u] is the number of levels row u is on), the
+    entry point must be on max_level, and a link at level l must lead to a row on level l: a row
+    with fewer levels has no links there, and faiss would read another row's, or past the array.
+    """
+    neighbors, offsets = np.asarray(arrays["neighbors"]), np.asarray(arrays["offsets"]).astype(np.int64)
+    levels, cumulative = np.asarray(arrays["levels"]), np.asarray(arrays["cum_nneighbor_per_level"]).astype(np.int64)
+    m, top, entry = params["neighbours"], params["max_level"], params["entry_point"]
+    steps = np.full(max(len(cumulative) - 1, 0), m, np.int64)
+    steps[:1] = 2 * m
+    if m < 1 or params["ef_search"] < 1 or len(cumulative) < top + 2 or cumulative[0] != 0 \
+            or not np.array_equal(np.diff(cumulative), steps):
+        return f"its levels do not hold {2 * m} links on level 0 and {m} on each level above"
+    if count == 0:
+        return "the gallery has no rows"
+    if levels.min() < 1 or levels.max() > top + 1:
+        return f"a row is on no level, or above max_level {top}"
+    if offsets[0] != 0 or offsets[-1] != len(neighbors) or not np.array_equal(np.diff(offsets), cumulative[levels]):
+        return "a row's links are not where its level puts them"
+    if len(neighbors) and (neighbors.min() < -1 or neighbors.max() >= count):
+        return "a link leads to a row that is not there"
+    if not 0 <= entry < count or levels[entry] != top + 1:
+        return f"its entry point {entry} is not a row on max_level {top}"
+    bad = _link_above_its_row(neighbors, offsets, levels, m)
+    if bad is not None:
+        return f"a link of row {bad} leads to a row that is not on the link's level"
+    return None
+
+
+def _link_above_its_row(neighbors: np.ndarray, offsets: np.ndarray, levels: np.ndarray, m: int) -> int | None:
+    """The first row with a link above level 0 to a row not on that level, or None. Level 0 needs no
+    check: every row is on it. The rows above it are few (1 in m), and are checked ADD_ROWS at a time."""
+    upper = np.flatnonzero(levels > 1)
+    for start in range(0, len(upper), ADD_ROWS):
+        rows = upper[start : start + ADD_ROWS]
+        width = (levels[rows].astype(np.int64) - 1) * m  # each row's links above level 0
+        within = np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width)
+        targets = neighbors[np.repeat(offsets[rows] + 2 * m, width) + within]
+        wrong = (targets >= 0) & (levels[np.maximum(targets, 0)] <= 1 + within // m)
+        if wrong.any():
+            return int(np.repeat(rows, width)[np.argmax(wrong)])
+    return None
+
+
 LOADERS = {PQ_SCAN: PQScan, IVF_PQ: IVFPQ, HNSW: HNSWGraph}
 
 
@@ -442,6 +492,23 @@ def save(index, folder: Path) -> None:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         write_atomic(target / f"{name}.npy", buffer.getvalue())
+
+
+def load_array(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped read-only, so that its header cannot claim more than the file holds.
+
+    OSError unless it is a regular file (see atomic.open_regular); ValueError unless its header is
+    one np.save writes, for an array of plain numbers.
+    """
+    with open_regular(path) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"it is in .npy format {version[0]}.{version[1]}, not one np.save writes for numbers")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError("it holds Python objects")
+        return np.memmap(f, dtype, "r", f.tell(), shape, "F" if fortran_order else "C")
 
 
 def load(folder: Path, kind: str, tuning: Any, count: int, dim: int, vectors: np.ndarray):
@@ -461,13 +528,12 @@ def load(folder: Path, kind: str, tuning: Any, count: int, dim: int, vectors: np
     arrays = {}
     for name in expected:
         path = where / f"{name}.npy"
-        if not path.is_file():
-            continue  # _check names what is missing
         try:
-            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            reason = "it holds Python objects" if "allow_pickle" in str(exc) or "Python objects" in str(exc) else str(exc)
-            raise GalleryError(f"{path} is damaged ({reason}); re-index this gallery") from None
+            arrays[name] = load_array(path)
+        except FileNotFoundError:
+            continue  # _check names what is missing
+        except (OSError, ValueError, EOFError) as exc:
+            raise GalleryError(f"{path} is damaged ({exc}); re-index this gallery") from None
     _check(arrays, expected, str(where))
     return cls.load(arrays, count, dim, params, vectors)
 

@@ -9,6 +9,12 @@ A gallery directory holds:
                   parameters and measured recall; written last, so a folder without it is an
                   unfinished gallery and is refused
 
+A gallery may come from anywhere, so opening one checks all of it before it is used: only regular
+files are read, each within a size bound; the manifest, every metadata row and every vector (finite,
+of unit length) are checked, and every array of an approximate index against what faiss relies on
+(koclip.ann). A gallery that fails is refused with a GalleryError saying what is wrong. Thumbnails
+are read through `Gallery.thumbnail`, which never follows a symbolic link out of the gallery.
+
 Small galleries are searched exactly. A large one gets the approximate index that `ann.choose`
 found fastest on its own vectors at the recall it was asked for; the candidates it proposes are
 scored exactly against vectors.npy, so scores are always true inner products.
@@ -16,6 +22,7 @@ scored exactly against vectors.npy, so scores are always true inner products.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -23,9 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from koclip import ann
 from koclip.ann import Hit, exact_search
+from koclip.atomic import open_inside, open_regular, read_bounded, recover_folder, recover_folders
 from koclip.errors import GalleryError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -42,21 +51,39 @@ EXACT = ann.EXACT
 DTYPES = ("float32", "float16")
 ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index, chosen by measurement
 _REQUIRED = ("format_version", "model", "dim", "dtype", "count", "index")
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest of indexing's is a few KB, and lists at most 1,000 skipped inputs
+METADATA_BYTES_PER_ROW = 4 << 10  # a row's source, size and caption take about 200 bytes
+METADATA_SLACK = 16 << 20  # over that: room for some long captions in a small gallery
+NORM_TOLERANCE = 1e-2  # how far a stored vector's length may be from 1 (float16 rounding is ~1e-3)
+ROWS_NAMED = 5  # bad rows an error names
+MAX_THUMBNAIL_BYTES = 1 << 20  # indexing writes thumbnails of at most 256 pixels a side, some 10-100 KB
+MAX_THUMBNAIL_SIDE = 1024
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / MANIFEST).is_file()
+
+
+def recover(directory: Path) -> None:
+    """Put back the gallery at `directory` if a crash in the middle of its overwrite left it beside
+    its place (see atomic.replace_folder)."""
+    recover_folder(directory, _finished)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     directory = Path(path)
+    recover(directory)
     file = directory / MANIFEST
     if not directory.is_dir():
         raise GalleryError(f"{directory} is not a gallery: no such directory")
-    if not file.is_file():
+    if not file.exists():
         raise GalleryError(
             f"{directory} has no {MANIFEST}: it is not a gallery, or its indexing has not finished. "
             "Run `python -m koclip index` again with the same --out to finish it."
         )
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(read_bounded(open_regular(file), MAX_MANIFEST_BYTES).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise GalleryError(f"{file} is unreadable ({exc}); re-index this gallery") from None
     missing = [key for key in _REQUIRED if not isinstance(manifest, dict) or key not in manifest]
     if missing:
@@ -107,14 +134,86 @@ def _inside(thumbnail) -> bool:
     return not Path(thumbnail).is_absolute() and ".." not in parts and "\\" not in thumbnail
 
 
+def _row_problem(row: Any) -> str | None:
+    """What makes a metadata row unusable, or None."""
+    if not isinstance(row, dict) or not _inside(row.get("thumbnail")):
+        return "is not an object with a thumbnail inside the gallery"
+    source = row.get("source")
+    if not isinstance(source, (str, int)) or isinstance(source, bool):
+        return "has a source that is neither a file name nor a row number"
+    if not isinstance(row.get("caption", ""), str):
+        return "has a caption that is not text"
+    return None
+
+
+def read_metadata(file: Path, count: int) -> list[dict[str, Any]]:
+    """The `count` rows of a gallery's metadata.jsonl, each checked: an object with a thumbnail
+    inside the gallery, a source that is a file name or a row number, and a caption, if any, of text.
+
+    The file may hold METADATA_BYTES_PER_ROW a row and METADATA_SLACK more: a larger one could only
+    cost memory, and is refused once that much is read.
+    """
+    try:
+        text = read_bounded(open_regular(file), count * METADATA_BYTES_PER_ROW + METADATA_SLACK).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GalleryError(f"{file} is missing or damaged ({exc}); re-index this gallery") from None
+    rows = []
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: captions may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except (ValueError, RecursionError) as exc:
+            raise GalleryError(f"{file} line {number} is not JSON ({type(exc).__name__}: {str(exc)[:80]}); "
+                               "the gallery is damaged, re-index it") from None
+    if len(rows) != count:
+        raise GalleryError(f"{file} has {len(rows)} rows for {count} vectors; re-index this gallery")
+    for number, row in enumerate(rows):
+        problem = _row_problem(row)
+        if problem:
+            raise GalleryError(f"{file} row {number} {problem}; re-index this gallery")
+    return rows
+
+
+def _bad_rows(vectors: np.ndarray) -> np.ndarray:
+    """The rows that are not vectors of finite numbers of length 1 (to NORM_TOLERANCE), read a slice
+    at a time so that a memory-mapped file is never copied whole."""
+    bad = [np.zeros(0, np.int64)]
+    for start, part in zip(range(0, len(vectors), ann.ADD_ROWS), ann.steps(vectors)):
+        lengths = np.sqrt(np.einsum("ij,ij->i", part, part))
+        bad.append(start + np.flatnonzero(~(np.abs(lengths - 1) <= NORM_TOLERANCE)))  # NaN is bad too
+    return np.concatenate(bad)
+
+
+def check_vectors(vectors: np.ndarray, file: Path) -> None:
+    """Refuse vectors that would give false scores: huge, zero, scaled, not numbers."""
+    bad = _bad_rows(vectors)
+    if len(bad):
+        named = ", ".join(str(row) for row in bad[:ROWS_NAMED])
+        named += f" and {len(bad) - ROWS_NAMED:,} more" if len(bad) > ROWS_NAMED else ""
+        which = f"row {bad[0]} of {file} is" if len(bad) == 1 else f"{len(bad):,} rows of {file} ({named}) are"
+        raise GalleryError(f"{which} not a valid vector (finite numbers, of length 1 ± {NORM_TOLERANCE}); "
+                           "the gallery is damaged, re-index it")
+
+
+def _small_jpeg(data: bytes) -> bool:
+    """Whether `data` is a JPEG of at most MAX_THUMBNAIL_SIDE pixels a side, by its header alone."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as image:
+            return max(image.size) <= MAX_THUMBNAIL_SIDE
+    except (OSError, Image.DecompressionBombError):
+        return False
+
+
 class Gallery:
-    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray, index: Any = None):
+    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray,
+                 metadata: list[dict[str, Any]], index: Any = None):
         self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
         self.vectors = vectors
+        self.metadata = metadata  # one row per vector
         self.index = index  # an approximate index (koclip.ann), or None for exact search
         self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by ann.load
-        self._metadata: list[dict[str, Any]] | None = None
         self._signature = signature(path)
 
     @classmethod
@@ -127,28 +226,30 @@ class Gallery:
             raise GalleryError(f"{len(vectors)} vectors for {len(rows)} metadata rows")
         manifest = {"format_version": FORMAT_VERSION, "model": model.name, "model_revision": model.revision,
                     "dim": model.dim, "dtype": "float32", "count": len(rows), "index": EXACT}
-        gallery = cls(None, manifest, np.asarray(vectors, np.float32).reshape(len(rows), model.dim), None)
-        gallery._metadata = list(rows)
-        return gallery
+        return cls(None, manifest, np.asarray(vectors, np.float32).reshape(len(rows), model.dim), list(rows))
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Gallery:
+        """The gallery in the folder `path`, once every part of it is checked (see the module's docstring)."""
         directory = Path(path)
         manifest = read_manifest(directory)
         count, dim = manifest["count"], manifest["dim"]
+        file = directory / VECTORS
         try:
-            vectors = np.load(directory / VECTORS, mmap_mode="r", allow_pickle=False)
+            vectors = ann.load_array(file)
         except (OSError, ValueError, EOFError) as exc:
-            raise GalleryError(f"{directory / VECTORS} is missing or damaged ({exc}); re-index this gallery") from None
+            raise GalleryError(f"{file} is missing or damaged ({exc}); re-index this gallery") from None
         if vectors.shape != (count, dim) or vectors.dtype != np.dtype(manifest["dtype"]):
             raise GalleryError(
-                f"{directory / VECTORS} holds {vectors.shape} {vectors.dtype.str} but the manifest says "
+                f"{file} holds {vectors.shape} {vectors.dtype.str} but the manifest says "
                 f"({count}, {dim}) {np.dtype(manifest['dtype']).str}; the gallery is damaged, re-index it"
             )
+        check_vectors(vectors, file)
+        metadata = read_metadata(directory / METADATA, count)
         index = None
         if manifest["index"] != EXACT:
             index = ann.load(directory, manifest["index"], manifest.get("index_tuning"), count, dim, vectors)
-        return cls(directory, manifest, vectors, index)
+        return cls(directory, manifest, vectors, metadata, index)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -187,32 +288,28 @@ class Gallery:
         if self.path is not None and signature(self.path) != self._signature:
             raise GalleryError(f"{self.path} was re-indexed since it was opened; open it again")
 
-    @property
-    def metadata(self) -> list[dict[str, Any]]:
-        if self._metadata is None:  # only galleries on disk start without it
-            try:
-                with (self.path / METADATA).open(encoding="utf-8") as f:
-                    rows = [json.loads(line) for line in f if line.strip()]
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise GalleryError(f"{self.path / METADATA} is missing or damaged ({exc}); re-index this gallery") from None
-            if len(rows) != len(self):
-                raise GalleryError(f"{self.path / METADATA} has {len(rows)} rows for {len(self)} vectors; re-index this gallery")
-            for number, row in enumerate(rows):
-                if not isinstance(row, dict) or not _inside(row.get("thumbnail")):
-                    raise GalleryError(
-                        f"{self.path / METADATA} row {number} is not an object with a thumbnail inside the gallery; "
-                        "re-index this gallery"
-                    )
-            self._metadata = rows
-        return self._metadata
-
     def item(self, index: int) -> dict[str, Any]:
-        """Row `index`'s metadata, with `thumbnail` as a full path (or as bytes, in memory)."""
+        """Row `index`'s metadata, with `thumbnail` as a full path (or as bytes, in memory). To show
+        the thumbnail, read it with `thumbnail`."""
         self.check_unchanged()
         row = dict(self.metadata[index])
         if self.path is not None:
             row["thumbnail"] = self.path / row["thumbnail"]
         return row
+
+    def thumbnail(self, index: int) -> bytes | None:
+        """Row `index`'s thumbnail, JPEG bytes, or None when there is none fit to show: its file is
+        missing, is not a regular file, is reached through a symbolic link (which could lead out of
+        the gallery), holds more than MAX_THUMBNAIL_BYTES, or is not a JPEG of at most
+        MAX_THUMBNAIL_SIDE pixels a side."""
+        self.check_unchanged()
+        thumbnail = self.metadata[index]["thumbnail"]
+        if self.path is not None:
+            try:
+                thumbnail = read_bounded(open_inside(self.path, thumbnail), MAX_THUMBNAIL_BYTES)
+            except OSError:
+                return None
+        return thumbnail if _small_jpeg(thumbnail) else None
 
     def similar(self, index: int, k: int = 10) -> list[Hit]:
         """The k rows most like row `index` by image-image similarity, the row itself left out."""
@@ -258,10 +355,17 @@ def search_image(model: KoCLIP, gallery: Gallery, image, k: int = 10) -> list[Hi
 
 
 def list_galleries(root: str | os.PathLike, model_name: str | None = None) -> list[Path]:
-    """Finished galleries directly inside `root`, by name; only those of `model_name` when given."""
+    """Finished galleries directly inside `root`, by name; only those of `model_name` when given.
+
+    Hidden folders are never listed: they hold galleries being built or replaced. A gallery that a
+    crash in the middle of its overwrite left aside is put back first (see `recover`).
+    """
     root = Path(root)
+    if not root.is_dir():
+        return []
+    recover_folders(root, _finished)
     found = []
-    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+    for directory in sorted(path for path in root.iterdir() if not path.name.startswith(".")):
         try:
             manifest = read_manifest(directory)
         except GalleryError:

@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from koclip import ann, gallery
-from koclip.atomic import replace_folder, write_atomic
+from koclip.atomic import replace_folder, staged, write_atomic
 from koclip.api import KoCLIP, load
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
 from koclip.images import ImageInput, open_image
@@ -36,6 +36,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 THUMB_SIDE = 256
 THUMB_QUALITY = 85
 PARTIAL = ".partial"
+MAX_SKIPPED_LISTED = 1_000  # unreadable inputs the manifest names (it counts them all), keeping it small
 ENGINES = ("local", "ray")
 
 Key = str | int  # a path relative to the folder, or a row / scene number
@@ -389,7 +390,8 @@ class Job:
             "index_tuning": tuning,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": source,
-            "skipped": skipped,
+            "skipped": skipped[:MAX_SKIPPED_LISTED],
+            "skipped_count": len(skipped),
         }
         write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         shutil.rmtree(self.partial)
@@ -463,13 +465,16 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
     if not keys:
         raise KoCLIPError(f"{_describe_source(description)} holds no images to index")
     final = Path(out)
+    gallery.recover(final)
     if (final / gallery.MANIFEST).exists():
         if not overwrite:
             raise GalleryError(f"{final} already holds a gallery; pass --overwrite to replace it")
         # Built beside the old gallery, which stays searchable until the new one is complete.
-        out = final.with_name(f".{final.name}.new")
-        if (out / gallery.MANIFEST).exists():  # finished, but a crash stopped the swap: build it afresh
-            shutil.rmtree(out)
+        out = staged(final)
+        if (out / gallery.MANIFEST).exists() or not (out / PARTIAL).is_dir():
+            # Not a run to resume: a gallery a crash kept from the swap (new or, swapped out, old), or
+            # what is left of one half deleted.
+            _remove(out)
     job = Job.start(out, keys, batch_size, identity)
     pending = job.pending()
     done = len(job.keys) - sum(job.chunk_length(i) for i in pending)

@@ -184,6 +184,14 @@ def claim_gigabytes(out, manifest):
     path.write_bytes(buffer.getvalue() + codes.tobytes())
 
 
+def codebooks_that_do_not_divide(out, manifest):
+    """Three codebooks over the dimensions, every array shaped to match: faiss would raise on m."""
+    dim, count = manifest["dim"], manifest["count"]
+    manifest["index_tuning"]["params"]["m"] = 3
+    np.save(out / gallery.INDEX_DIR / "centroids.npy", np.zeros((3, 16, dim // 3), np.float32))
+    np.save(out / gallery.INDEX_DIR / "codes.npy", np.zeros((count, 2), np.uint8))
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda out, m: None, None),
     (lambda out, m: (out / gallery.INDEX_DIR / "lists.npy").unlink(), "lists.npy is missing"),
@@ -199,6 +207,7 @@ def claim_gigabytes(out, manifest):
     (lambda out, m: np.save(out / gallery.INDEX_DIR / "codes.npy", np.array([{"a": 1}]), allow_pickle=True),
      "codes.npy is damaged \\(it holds Python objects\\)"),
     (claim_gigabytes, "damaged"),
+    (codebooks_that_do_not_divide, "m 3 does not divide the dimension 16"),
 ])
 def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_path, change, message):
     out = damaged_copy(large_gallery, tmp_path, change)
@@ -210,7 +219,8 @@ def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_pat
         gallery.Gallery.open(out)
 
 
-@pytest.mark.parametrize("damage", ["links out of place", "a link to a row that is not there", "another M"])
+@pytest.mark.parametrize("damage", ["links out of place", "a link to a row that is not there", "another M",
+                                    "an entry point below the top", "a link to a row below its level"])
 def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
     graph = ann.HNSWGraph.train(vectors[:2_000])
     ann.save(graph, tmp_path)
@@ -224,8 +234,17 @@ def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
         neighbors = np.load(folder / "neighbors.npy")
         neighbors[5] = 2_000
         np.save(folder / "neighbors.npy", neighbors)
-    else:
+    elif damage == "another M":
         params["neighbours"] = 16
+    else:  # faiss would read links of a level the row is not on: another row's, or past the array
+        levels, neighbors = np.load(folder / "levels.npy"), np.load(folder / "neighbors.npy")
+        lowest = int(np.flatnonzero(levels == 1)[-1])
+        if damage == "an entry point below the top":
+            params["entry_point"] = lowest
+        else:
+            top = int(np.load(folder / "offsets.npy")[params["entry_point"]]) + 2 * params["neighbours"]
+            neighbors[top + (params["max_level"] - 1) * params["neighbours"]] = lowest
+            np.save(folder / "neighbors.npy", neighbors)
     with pytest.raises(GalleryError, match="graph does not fit"):
         ann.load(tmp_path, ann.HNSW, {"params": params, "rerank": ann.K}, 2_000, DIM, vectors[:2_000])
 

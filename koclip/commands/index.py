@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from koclip import ann
-from koclip.commands import check_dataset, check_folder, check_model, float_above, int_at_least, refuse_unused
+from koclip.commands import (check_dataset, check_folder, check_model, float_above, int_at_least, refuse_unused,
+                             terminal_safe)
 from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
 from koclip.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
 from koclip.scenes import MIN_SIZE
@@ -32,9 +34,10 @@ The gallery folder holds vectors.npy, metadata.jsonl, thumbs/ and manifest.json.
 fast scan, or an HNSW graph) that searched fastest on 500 of the gallery's own rows (and their
 captions, as text queries, where the source has captions) while reaching --target-recall, among
 those that fit --memory-budget. The choice and its measured recall are printed and kept in
-manifest.json. Images that cannot be read are skipped and listed in the manifest. An interrupted
-run resumes when started again with the same arguments; the gallery can be searched only once
-the run has finished.
+manifest.json. Images that cannot be read are skipped, named on stderr and listed in the manifest
+(the first 1,000 of them). An interrupted run resumes when started again with the same arguments;
+the gallery can be searched only once the run has finished. With --overwrite the old gallery stays
+searchable until the new one, complete, takes its place.
 
 examples:
   python -m koclip index photos/ --model koclip-base --out embeddings/photos
@@ -124,8 +127,13 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers, ann_threshold=args.ann_threshold, memory_budget=args.memory_budget,
         target_recall=args.target_recall, overwrite=args.overwrite,
     )
-    skipped = len(manifest["skipped"])
-    note = f", skipped {skipped} unreadable (listed in manifest.json)" if skipped else ""
+    for record in manifest["skipped"]:
+        print(terminal_safe(f"skipped {record['source']}: {record['reason']}"), file=sys.stderr)
+    skipped = manifest["skipped_count"]
+    unlisted = skipped - len(manifest["skipped"])
+    if unlisted:
+        print(f"skipped {unlisted:,} more unreadable inputs", file=sys.stderr)
+    note = f", skipped {skipped:,} unreadable (listed in manifest.json)" if skipped else ""
     tuning = manifest.get("index_tuning")
     captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
     measured = (f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
