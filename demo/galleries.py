@@ -10,7 +10,8 @@ import streamlit as st
 from PIL import Image
 
 from demo import inputs
-from koclip import builds, domain, gallery, indexing, settings
+from koclip import builds, domain, gallery, images, indexing, settings
+from koclip.errors import GalleryError, KoCLIPError
 
 MAX_UPLOADS = 24  # photos one visitor may search
 MAX_UPLOAD_MEGAPIXELS = 100  # decoded, over all of one visitor's photos
@@ -23,14 +24,21 @@ def server_builds() -> builds.Builds:
     return builds.Builds()
 
 
-@st.cache_resource(show_spinner="Opening the gallery…", max_entries=16)
-def _open_gallery(path: str, signature) -> gallery.Gallery:
-    return gallery.Gallery.open(path)
+@st.cache_resource(show_spinner="Opening the gallery…", max_entries=32)
+def _open_gallery(path: str, signature) -> gallery.Gallery | str:
+    try:
+        return gallery.Gallery.open(path)
+    except KoCLIPError as exc:  # kept too, so a damaged gallery is read once, not on every run
+        return str(exc)
 
 
 def open_gallery(path: str) -> gallery.Gallery:
-    """The gallery at `path`, opened once per version of its files: a re-indexed gallery is reopened."""
-    return _open_gallery(path, gallery.signature(Path(path)))
+    """The gallery at `path`, opened once per version of its files: a re-indexed gallery is reopened.
+    A damaged one raises its GalleryError, once per version too."""
+    opened = _open_gallery(path, gallery.signature(Path(path)))
+    if isinstance(opened, str):
+        raise GalleryError(opened)
+    return opened
 
 
 def samples_folder(model_name: str) -> Path:
@@ -38,25 +46,38 @@ def samples_folder(model_name: str) -> Path:
     return settings.embeddings_dir() / f"{model_name}-samples"
 
 
-def disk_galleries(model_name: str) -> dict[str, str]:
-    """Finished galleries of `model_name`, path → label, the default first.
+def disk_galleries(model_name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The galleries of `model_name` a visitor can search, path → label, the default first; and the
+    damaged ones, folder name → what is wrong, left out of the picker.
 
     The default is fixed, whatever was built last: the gallery the app ships for the model, else its
     sample photos; the others follow by name. Only the shipped gallery and the folder the app writes
-    to (settings.embeddings_dir) are read.
+    to (settings.embeddings_dir) are read. Each is checked whole once per version of its files.
     """
-    shipped = settings.shipped_gallery(model_name)
+    root, shipped = settings.embeddings_dir(), settings.shipped_gallery(model_name)
     paths = [shipped] if shipped is not None and shipped in gallery.list_galleries(shipped.parent, model_name) else []
-    paths += gallery.list_galleries(settings.embeddings_dir(), model_name)
+    finished = gallery.list_galleries(root)
+    paths += [path for path in finished if gallery.read_manifest(path)["model"] == model_name]
     samples = samples_folder(model_name)
-    paths = sorted(dict.fromkeys(paths), key=lambda path: (path != shipped, path != samples, path.name))
-    return {str(path): f"{path.name} ({gallery.read_manifest(path)['count']:,} images)" for path in paths}
+    usable, damaged = {}, {}
+    for path in sorted(dict.fromkeys(paths), key=lambda path: (path != shipped, path != samples, path.name)):
+        try:
+            usable[str(path)] = f"{path.name} ({len(open_gallery(str(path))):,} images)"
+        except GalleryError as exc:
+            damaged[path.name] = str(exc)
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if (path / gallery.MANIFEST).is_file() and path not in finished and not path.name.startswith("."):
+            try:
+                gallery.read_manifest(path)
+            except GalleryError as exc:  # its manifest is unreadable: no telling whose it is
+                damaged[path.name] = str(exc)
+    return usable, damaged
 
 
 def _header_pixels(file) -> int:
     """The pixels an upload's header announces, read without decoding; 0 when it is no image."""
     try:
-        with Image.open(io.BytesIO(file.getvalue())) as image:
+        with Image.open(io.BytesIO(file.getvalue()), formats=images.FORMATS) as image:
             return image.width * image.height
     except Exception:  # noqa: BLE001 - whatever Pillow raises, open_upload reports it properly
         return 0

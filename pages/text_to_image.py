@@ -188,7 +188,7 @@ st.caption("Retrieval: the images of a gallery whose embeddings lie closest to a
 follow_link()
 model = models.current_model()
 
-on_disk = galleries.disk_galleries(model.name)
+on_disk, damaged = galleries.disk_galleries(model.name)
 own = own_gallery(model)
 labels = on_disk | ({OWN: "Your photos (this session only)"} if own is not None else {})
 if not labels:
@@ -198,6 +198,11 @@ if not labels:
     st.info(f"There is no gallery made with **{model.name}** yet: the sample photos above are being encoded.")
     st.stop()
 
+if damaged:
+    with st.expander(f"{len(damaged)} damaged {'gallery' if len(damaged) == 1 else 'galleries'} left out",
+                     icon=":material/report:"):
+        for name, reason in damaged.items():
+            st.markdown(f"**{inputs.quote(name)}**: {inputs.quote(reason, 400)}")
 pick_linked_gallery(labels)
 if st.session_state.get("t2i_gallery") not in labels:
     st.session_state.pop("t2i_gallery", None)
@@ -229,7 +234,7 @@ try:
         like = st.session_state.get("t2i_like")
         if like is not None and like[0] == chosen and like[1] < len(collection):
             left, right = st.columns([1, 4])
-            left.image(results.picture(collection.item(like[1])["thumbnail"]), width="stretch")
+            left.image(results.square(collection.thumbnail(like[1])), width="stretch")
             right.write("Images most like this one, by image–image similarity:")
             right.button("Search with another image", on_click=forget_like, key="t2i_like_clear")
             hits = collection.similar(like[1], k)
@@ -249,7 +254,8 @@ except KoCLIPError as exc:  # a damaged gallery, or a model that does not fit it
     st.error(str(exc))
     st.stop()
 elapsed = time.perf_counter() - start
-found = [collection.item(hit.index) | {"score": hit.score, "index": hit.index} for hit in hits]
+found = [collection.item(hit.index) | {"score": hit.score, "index": hit.index, "picture": collection.thumbnail(hit.index)}
+         for hit in hits]
 st.session_state["t2i_results"] = found
 st.caption(f"{asked}: {len(found)} best of {len(collection):,} · {elapsed * 1000:.0f} ms")
 share_link(query if mode == "Text" else None, chosen, k)

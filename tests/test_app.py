@@ -282,9 +282,9 @@ def test_only_the_shipped_gallery_and_the_app_folder_are_listed(tmp_path, monkey
     mini = koclip.load("koclip-mini")
     indexing.build(samples.SampleSource(), mini, shipped / "koclip-mini-left-over", batch_size=16, progress=False)
     monkeypatch.setattr(settings, "SHIPPED_EMBEDDINGS", shipped)
-    assert [Path(path).name for path in galleries.disk_galleries("koclip-mini")] == ["koclip-mini-scenes"]
+    assert [Path(path).name for path in galleries.disk_galleries("koclip-mini")[0]] == ["koclip-mini-scenes"]
     monkeypatch.setenv("KOCLIP_EMBEDDINGS", str(shipped))  # a local server writing beside the shipped gallery
-    listed = [Path(path).name for path in galleries.disk_galleries("koclip-mini")]
+    listed = [Path(path).name for path in galleries.disk_galleries("koclip-mini")[0]]
     assert listed == ["koclip-mini-scenes", "koclip-mini-left-over"]
 
 
@@ -320,6 +320,49 @@ def test_one_visitors_uploads_are_bounded_in_pixels_and_count():
     count, notes = at.session_state["uploads"]
     assert count == galleries.MAX_UPLOADS and any(f"first {galleries.MAX_UPLOADS} of your" in n for n in notes)
     assert not at.exception
+
+
+def test_damaged_galleries_are_left_out_with_their_reason_and_the_others_work(app, own_embeddings):
+    import shutil
+
+    source = ROOT / "embeddings" / "koclip-mini-scenes"
+    for name in ("a-truncated", "b-nested", "c-bad-captions"):
+        shutil.copytree(source, own_embeddings / name)
+    metadata = (own_embeddings / "a-truncated" / "metadata.jsonl").read_bytes()
+    (own_embeddings / "a-truncated" / "metadata.jsonl").write_bytes(metadata[: len(metadata) // 2])
+    (own_embeddings / "b-nested" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    rows = (own_embeddings / "c-bad-captions" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    rows[3] = rows[3].replace('"caption": "', '"caption": ["not text"], "was": "', 1)
+    (own_embeddings / "c-bad-captions" / "metadata.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    page(app, "text_to_image")
+    assert not app.exception
+    assert [label.split()[0] for label in app.selectbox(key="t2i_gallery").options] == ["koclip-mini-scenes"]
+    shown = " ".join(texts(app.markdown)).replace("\\", "")
+    assert "a-truncated" in shown and "is not JSON" in shown
+    assert "b-nested" in shown and "unreadable" in shown
+    assert "c-bad-captions" in shown and "caption that is not text" in shown
+    assert any(expander.label == "3 damaged galleries left out" for expander in app.expander)
+    app.text_input(key="t2i_query").input("빨간 원").run()
+    assert len(app.session_state["t2i_results"]) == 10 and not app.exception
+
+
+def test_a_gallery_re_indexed_under_its_name_shows_its_own_pictures(app, own_embeddings):
+    from demo import results
+    from koclip import indexing
+
+    mini = koclip.load("koclip-mini")
+    folder = own_embeddings / "koclip-mini-mine"
+    indexing.build(indexing.SceneSource(12, seed=1), mini, folder, batch_size=16, progress=False)
+    page(app, "text_to_image")
+    app.selectbox(key="t2i_gallery").select(str(folder)).run()
+    before = [results.square(result["picture"]) for result in app.session_state["t2i_results"]]
+    indexing.build(indexing.SceneSource(12, seed=2), mini, folder, batch_size=16, overwrite=True, progress=False)
+    app.run()
+    shown = app.session_state["t2i_results"]
+    now = gallery.Gallery.open(folder)
+    assert [result["picture"] for result in shown] == [now.thumbnail(result["index"]) for result in shown]
+    assert [results.square(result["picture"]) for result in shown] != before  # same file names, new pictures
 
 
 def test_text_to_image_example_buttons_fill_the_query(app):
