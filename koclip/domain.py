@@ -51,8 +51,19 @@ def knows_images_like(model, image: Image.Image) -> bool:
 
 def warning(model, what: str = "This image does") -> str:
     """What to tell a user whose image (or images: `what`) lies outside what `model` was trained on."""
+    return _unlike(model.name, what)
+
+
+def gallery_warning(model_name: str, unlike: int, count: int) -> str:
+    """What to tell a user of a gallery of `count` images, `unlike` of which lie outside what the
+    model (a gallery's manifest names it) was trained on; indexing counts them (manifest
+    "unlike_training")."""
+    return _unlike(model_name, f"{unlike:,} of the {count:,} images in this gallery do")
+
+
+def _unlike(model_name: str, what: str) -> str:
     return (
-        f"{what} not look like the generated scenes {model.name} was trained on (flat backgrounds, shapes "
+        f"{what} not look like the generated scenes {model_name} was trained on (flat backgrounds, shapes "
         "in eight colours). It has never seen a photo, so its ranking says nothing about what a photo shows. "
         "Pick koclip-base or koclip-large for photos."
     )

@@ -6,8 +6,9 @@ A gallery directory holds:
   thumbs/         small JPEGs, so results can be shown without the original images
   index/          (large galleries only) the arrays of an approximate index (koclip.ann)
   manifest.json   model, dim, dtype, count, source, skipped inputs, and the index: its kind,
-                  parameters and measured recall; written last, so a folder without it is an
-                  unfinished gallery and is refused
+                  parameters and measured recall; for a model trained on generated scenes, how
+                  many images are unlike them (unlike_training, koclip.domain); written last, so
+                  a folder without it is an unfinished gallery and is refused
 
 A gallery may come from anywhere, so opening one checks all of it before it is used: only regular
 files are read, each within a size bound; the manifest, every metadata row and every vector (finite,
@@ -51,6 +52,7 @@ EXACT = ann.EXACT
 DTYPES = ("float32", "float16")
 ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index, chosen by measurement
 _REQUIRED = ("format_version", "model", "dim", "dtype", "count", "index")
+_OPTIONAL_COUNTS = ("skipped_count", "unlike_training")  # written by newer indexing; whole numbers when there
 MAX_MANIFEST_BYTES = 16 << 20  # a manifest of indexing's is a few KB, and lists at most 1,000 skipped inputs
 METADATA_BYTES_PER_ROW = 4 << 10  # a row's source, size and caption take about 200 bytes
 METADATA_SLACK = 16 << 20  # over that: room for some long captions in a small gallery
@@ -88,7 +90,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     missing = [key for key in _REQUIRED if not isinstance(manifest, dict) or key not in manifest]
     if missing:
         raise GalleryError(f"{file} lacks {', '.join(missing)}; re-index this gallery")
-    for key, low in (("count", 0), ("dim", 1)):
+    counts = [("count", 0), ("dim", 1)] + [(key, 0) for key in _OPTIONAL_COUNTS if key in manifest]
+    for key, low in counts:
         value = manifest[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise GalleryError(f"{file} has {key} {value!r}, not a whole number of at least {low}; re-index this gallery")

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from koclip import ann, gallery
+from koclip import ann, domain, gallery
 from koclip.atomic import replace_folder, staged, write_atomic
 from koclip.api import KoCLIP, load
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
@@ -227,11 +227,14 @@ class Decoder:
     source: Source
     transform: Any  # the model's image preprocessing (`KoCLIP.image_transform`)
     pixel_shape: tuple[int, ...]
+    # For a model trained on generated scenes: mark the images unlike them (koclip.domain).
+    check_domain: bool = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         positions = [int(p) for p in batch["position"]]
         keys = batch["key"].tolist()
         ok = np.zeros(len(keys), bool)
+        unlike = np.zeros(len(keys), bool)
         records, thumbs, images = [], [], []
         for row, (position, key) in enumerate(zip(positions, keys)):
             try:
@@ -242,6 +245,7 @@ class Decoder:
                 thumbs.append(b"")
                 continue
             ok[row] = True
+            unlike[row] = self.check_domain and domain.scene_likeness(image) < domain.THRESHOLD
             record = {"source": key, "width": image.width, "height": image.height, **extra,
                       "thumbnail": thumbnail_name(position)}
             records.append(json.dumps(record, ensure_ascii=False))
@@ -250,7 +254,7 @@ class Decoder:
         pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
         if images:
             pixels[ok] = self.transform(images)
-        return {"position": np.array(positions, np.int64), "ok": ok, "record": np.array(records, object),
+        return {"position": np.array(positions, np.int64), "ok": ok, "unlike": unlike, "record": np.array(records, object),
                 "thumb": np.array(thumbs, object), "pixels": pixels}
 
 
@@ -334,7 +338,8 @@ class Job:
         write_atomic(self._chunk_file(index, ".npy"), buffer.getvalue())
         records = [json.loads(r) for r in batch["record"]]
         done = {"rows": [r for r, good in zip(records, ok) if good],
-                "skipped": [r for r, good in zip(records, ok) if not good]}
+                "skipped": [r for r, good in zip(records, ok) if not good],
+                "unlike_training": int(batch["unlike"].sum())}
         write_atomic(self._chunk_file(index, ".json"), json.dumps(done, ensure_ascii=False).encode())
 
     def finish(self, model: KoCLIP, dtype: str, source: dict[str, Any], ann_threshold: int,
@@ -344,10 +349,12 @@ class Job:
         """Assemble the gallery files from the chunks, choose its search index, then write the manifest."""
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
+        unlike = 0
         for i in range(self.chunk_count):
             done = json.loads(self._chunk_file(i, ".json").read_text(encoding="utf-8"))
             rows += done["rows"]
             skipped += done["skipped"]
+            unlike += done.get("unlike_training", 0)
         if not rows:
             first = skipped[0]
             raise KoCLIPError(
@@ -393,6 +400,8 @@ class Job:
             "skipped": skipped[:MAX_SKIPPED_LISTED],
             "skipped_count": len(skipped),
         }
+        if not domain.trained_on_photos(model):
+            manifest["unlike_training"] = unlike  # images unlike the generated scenes the model knows
         write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         shutil.rmtree(self.partial)
         return manifest
@@ -484,7 +493,7 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         on_progress(done, len(job.keys))
     # Every image is resized to one shape: zeros of it stand in for unreadable ones.
     pixel_shape = model.preprocess([Image.new("RGB", (8, 8))]).shape[1:]
-    decoder = Decoder(source, model.image_transform, pixel_shape)
+    decoder = Decoder(source, model.image_transform, pixel_shape, not domain.trained_on_photos(model))
     with bar:
         if engine == "ray":
             from koclip import ray_engine

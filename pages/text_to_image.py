@@ -213,6 +213,9 @@ except KoCLIPError as exc:  # a damaged or unfinished gallery
     st.error(str(exc))
     st.stop()
 
+unlike = collection.manifest.get("unlike_training", 0) if chosen != OWN else 0
+if unlike:
+    st.warning(domain.gallery_warning(model.name, unlike, len(collection)), icon=":material/help:")
 mode = st.radio("Search with", ("Text", "Image"), horizontal=True, key="t2i_mode")
 st.session_state.setdefault("t2i_k", 10)
 k = st.slider("Top k", 1, MAX_K, key="t2i_k")

@@ -261,6 +261,8 @@ def test_a_second_visitor_opens_on_the_shipped_gallery_after_a_first_encoded_the
     page(app, "text_to_image")
     app.button(key="t2i_build_samples").click().run()
     run_until(app, lambda at: (own_embeddings / "koclip-mini-samples" / "manifest.json").is_file())
+    app.selectbox(key="t2i_gallery").select(str(own_embeddings / "koclip-mini-samples")).run()
+    assert any("images in this gallery do not look like the generated scenes" in text for text in texts(app.warning))
     second = start_app()
     second.selectbox(key="model_name").select("koclip-mini").run()
     page(second, "text_to_image")
@@ -268,6 +270,7 @@ def test_a_second_visitor_opens_on_the_shipped_gallery_after_a_first_encoded_the
     assert [label.split()[0] for label in gallery_box.options] == ["koclip-mini-scenes", "koclip-mini-samples"]
     assert Path(gallery_box.value).name == "koclip-mini-scenes"
     second.text_input(key="t2i_query").input("빨간 원").run()
+    assert not any("do not look like" in text for text in texts(second.warning))  # the scenes: no warning
     first = second.session_state["t2i_results"][0]
     assert scenes.matches(Query((ObjectSpec(shape="원", color="빨간"),)), first["objects"])
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import koclip
-from koclip import domain, samples, scenes
+from koclip import domain, gallery, samples, scenes
 
 HELD_OUT_SEED = 777
 
@@ -59,3 +59,24 @@ def test_models_trained_on_photos_are_never_warned(photos, space):
     assert domain.knows_images_like(base, astronaut)
     assert not domain.knows_images_like(mini, astronaut)
     assert domain.knows_images_like(mini, scenes.scene(HELD_OUT_SEED, 0).image)
+
+
+def test_index_counts_and_names_the_photos_koclip_mini_cannot_see(tmp_path, capsys, photos):
+    from koclip.cli import main as cli
+
+    assert cli(["index", "samples", "--model", "koclip-mini", "--out", str(tmp_path / "photos")]) == 0
+    expected = sum(flagged(photos))
+    assert f"warning: {expected} of the {len(photos)} images in this gallery do not look like" in capsys.readouterr().err
+    assert gallery.read_manifest(tmp_path / "photos")["unlike_training"] == expected
+
+    assert cli(["index", "scenes", "--n", "40", "--model", "koclip-mini", "--out", str(tmp_path / "scenes")]) == 0
+    assert "do not look like" not in capsys.readouterr().err
+    assert gallery.read_manifest(tmp_path / "scenes")["unlike_training"] == 0
+
+
+def test_galleries_of_models_trained_on_photos_are_not_checked(tmp_path, space):
+    from koclip import indexing
+
+    manifest = indexing.build(samples.SampleSource(), koclip.load("koclip-base"), tmp_path / "g", batch_size=8,
+                              progress=False)
+    assert "unlike_training" not in manifest

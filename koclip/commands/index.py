@@ -134,6 +134,11 @@ def main(args: argparse.Namespace) -> int:
     if unlisted:
         print(f"skipped {unlisted:,} more unreadable inputs", file=sys.stderr)
     note = f", skipped {skipped:,} unreadable (listed in manifest.json)" if skipped else ""
+    if manifest.get("unlike_training"):
+        from koclip import domain
+
+        print(terminal_safe("warning: " + domain.gallery_warning(manifest["model"], manifest["unlike_training"],
+                                                                 manifest["count"])), file=sys.stderr)
     tuning = manifest.get("index_tuning")
     captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
     measured = (f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
