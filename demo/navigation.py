@@ -1,11 +1,12 @@
 """The demo's main script, run for every page view: navigation and the model picker; each page is a
 file in pages/. `app.py` serves it."""
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
-from demo import models
+from demo import models, runlog
 
 # A file, not a material icon or an emoji, which the browser would fetch from Google's font servers.
 st.set_page_config(page_title="KoCLIP", page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
@@ -19,4 +20,8 @@ navigation = st.navigation(
 )
 models.model_picker()
 models.preload()  # on any page, so the model is ready, or nearly, when a demo asks for it
-navigation.run()
+began = time.perf_counter()
+try:
+    navigation.run()
+finally:  # st.stop() and reruns end a run by raising
+    runlog.record(navigation.url_path or "intro", time.perf_counter() - began)
