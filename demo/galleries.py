@@ -27,9 +27,12 @@ def server_builds() -> builds.Builds:
 @st.cache_resource(show_spinner="Opening the gallery…", max_entries=32)
 def _open_gallery(path: str, signature) -> gallery.Gallery | str:
     try:
-        return gallery.Gallery.open(path)
+        opened = gallery.Gallery.open(path)
     except KoCLIPError as exc:  # kept too, so a damaged gallery is read once, not on every run
         return str(exc)
+    if opened.index is not None:  # faiss reads it: searched first in a child, where a crash harms no one
+        return gallery.probe(path) or opened
+    return opened
 
 
 def open_gallery(path: str) -> gallery.Gallery:

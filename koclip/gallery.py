@@ -376,3 +376,38 @@ def list_galleries(root: str | os.PathLike, model_name: str | None = None) -> li
         if model_name is None or manifest["model"] == model_name:
             found.append(directory)
     return found
+
+
+PROBE_QUERIES = 64
+PROBE_SECONDS = 120.0
+
+
+def probe(path: str | os.PathLike, timeout: float = PROBE_SECONDS) -> str | None:
+    """Open the gallery at `path` and search its index in a child process: None when that works, else
+    what went wrong. The index is checked on open against every invariant faiss relies on; this is
+    the second line, for a server that must not go down with one crafted gallery: a crash or a hang
+    ends the child, not the caller. The queries are random directions and rows of the gallery."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from koclip.gallery import Gallery, PROBE_QUERIES\n"
+        "g = Gallery.open(sys.argv[1])\n"
+        "rng = np.random.default_rng(0)\n"
+        "q = rng.standard_normal((PROBE_QUERIES, g.vectors.shape[1])).astype(np.float32)\n"
+        "q = np.concatenate([q / np.linalg.norm(q, axis=1, keepdims=True),\n"
+        "                    np.asarray(g.vectors[rng.integers(0, len(g), PROBE_QUERIES)], np.float32)])\n"
+        "g.search_vectors(q, 10)\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"searching {path} did not finish within {timeout:.0f} s; re-index this gallery"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        return f"searching {path} crashed a process (signal {-done.returncode}); re-index this gallery"
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return last.split(": ", 1)[-1] if last.startswith("koclip.errors.") else f"searching {path} failed: {last}"

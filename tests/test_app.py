@@ -350,6 +350,21 @@ def test_damaged_galleries_are_left_out_with_their_reason_and_the_others_work(ap
     assert len(app.session_state["t2i_results"]) == 10 and not app.exception
 
 
+def test_a_gallery_whose_index_crashes_its_probe_is_left_out(app, own_embeddings, monkeypatch):
+    import shutil
+
+    from test_gallery_hardening import attach_graph
+
+    folder = Path(shutil.copytree(ROOT / "embeddings" / "koclip-mini-scenes", own_embeddings / "koclip-mini-graph"))
+    attach_graph(folder)
+    probed = []
+    monkeypatch.setattr(gallery, "probe", lambda path: probed.append(path) or "searching it crashed a process (signal 11)")
+    page(app, "text_to_image")
+    assert probed == [str(folder)] and not app.exception
+    assert [label.split()[0] for label in app.selectbox(key="t2i_gallery").options] == ["koclip-mini-scenes"]
+    assert any(expander.label == "1 damaged gallery left out" for expander in app.expander)
+
+
 def test_a_gallery_re_indexed_under_its_name_shows_its_own_pictures(app, own_embeddings):
     from demo import results
     from koclip import indexing

@@ -124,6 +124,23 @@ def test_a_crafted_graph_is_refused_by_the_search_command_not_a_crash(built, cra
     assert re.search(message, result.stderr) and "re-index" in result.stderr and "Traceback" not in result.stderr
 
 
+def entry_links_far_out(arrays, params):
+    """The entry point's links said to start a terabyte past the array: a read there always faults."""
+    arrays["offsets"][params["entry_point"]] = 1 << 40
+
+
+def test_a_graph_that_crashes_its_search_crashes_only_the_probe(built, tmp_path, monkeypatch):
+    attach_graph(built)
+    assert gallery.probe(built) is None  # the graph as faiss built it
+    attach_graph(built, entry_links_far_out)
+    # In the probe's process alone, the checks are switched off: the second line of defence is tried.
+    (tmp_path / "sitecustomize.py").write_text("import koclip.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    problem = gallery.probe(built, timeout=120)
+    assert problem is not None and "re-index" in problem
+    assert "crashed a process (signal" in problem or "did not finish" in problem, problem
+
+
 def unit_rows(count: int, seed: int, dim: int = 16) -> np.ndarray:
     rows = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
