@@ -176,8 +176,8 @@ def _upload_and_answer(payload: bytes) -> None:
     image = inputs.open_upload(io.BytesIO(payload))
     if image is not None:
         model = koclip.load("koclip-mini")
-        inputs.answer(lambda: model.classify(image, ["빨간 원", "파란 별"]))
-        inputs.answer(lambda: rank_patches(model, image, "빨간 원", 3, 3))
+        inputs.answer(model, lambda: model.classify(image, ["빨간 원", "파란 별"]))
+        inputs.answer(model, lambda: rank_patches(model, image, "빨간 원", 3, 3))
         st.write("answered")
 
 
