@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import koclip  # noqa: E402
-from koclip import backends  # noqa: E402
+from koclip.models import backends  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "빨간 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다".split()
@@ -103,7 +103,7 @@ def flax_layout_text(model, query: str):
     the same module and weights, jitted with the kernels in Flax's (inputs, outputs) layout."""
     import jax
 
-    from koclip.model import DualEncoder
+    from koclip.models.dual_encoder import DualEncoder
 
     module = DualEncoder(model.config)
     params = jax.tree_util.tree_map(jax.numpy.asarray, model.backend.flax_params())  # contiguous copies

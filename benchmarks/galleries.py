@@ -27,7 +27,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import koclip  # noqa: E402
-from koclip import builds, indexing, samples  # noqa: E402
+from demo import builds  # noqa: E402
+from koclip.data import samples
+from koclip.search import sources
 
 
 def coco_like_dataset(path: Path, n: int) -> Path:
@@ -78,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         dataset = coco_like_dataset(root / "coco-like", args.images)
-        source = indexing.DatasetSource(str(dataset), "train", "image", "caption")
+        source = sources.DatasetSource(str(dataset), "train", "image", "caption")
         count = len(samples.sample_photos())
         print("| model | gallery | images | wall time | images/s | model alone, images/s | build / model alone |")
         print("|---|---|---|---|---|---|---|")

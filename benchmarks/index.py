@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from koclip import indexing, scenes
+from koclip.data import scenes
 from koclip.registry import BUNDLED_DIR
+from koclip.search import indexing, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ def main() -> None:
         print("|---|---|---|---|")
         for engine in args.engines.split(","):
             start = time.perf_counter()
-            manifest = indexing.build(indexing.FolderSource(folder), model, tmp_path / engine,
+            manifest = indexing.build(sources.FolderSource(folder), model, tmp_path / engine,
                                       batch_size=args.batch_size, engine=engine, workers=args.workers,
                                       progress=False)
             seconds = time.perf_counter() - start

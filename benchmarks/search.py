@@ -3,7 +3,7 @@
 Methods, each timed on single queries (the demo's and the CLI's case) on every core of this machine:
   exact                 NumPy: every row scored, the recall reference
   koclip (chosen)       the index `python -m koclip index` builds: kind and parameters chosen by
-                        `koclip.ann.choose` on the gallery's own held-out rows (and, for the real
+                        `koclip.search.ann.choose` on the gallery's own held-out rows (and, for the real
                         set, their captions, as the index command does), then rescoring
   koclip before         the previous design, kept for comparison: a 4-bit PQ fast scan of every row
                         (2 dimensions per code) in per-core slices, 400 candidates rescored
@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import vectors as datasets
-from koclip import ann
+
+from koclip.search import ann
 
 PEER_TARGET = 0.95
 K = ann.K

@@ -63,7 +63,7 @@ def real(n: int, queries: int = 200) -> tuple[np.ndarray, np.ndarray]:
 
 def _encode_scenes(n: int, path: Path, batch: int = 256) -> None:
     import koclip
-    from koclip import scenes
+    from koclip.data import scenes
 
     model = koclip.load("koclip-mini")
     out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32, shape=(n, model.dim))
@@ -78,14 +78,14 @@ def _encode_scenes(n: int, path: Path, batch: int = 256) -> None:
 def real_captions(rows: np.ndarray) -> np.ndarray:
     """Text embeddings of the captions of the real set's scenes `rows` (koclip-mini): tuning queries."""
     import koclip
-    from koclip import scenes
+    from koclip.data import scenes
 
     return koclip.load("koclip-mini").encode_text([scenes.scene(0, int(i)).captions_ko[0] for i in rows])
 
 
 def _encode_captions(count: int, path: Path) -> None:
     import koclip
-    from koclip import scenes
+    from koclip.data import scenes
 
     model = koclip.load("koclip-mini")
     captions = [scenes.scene(1, i).captions_ko[0] for i in range(count)]  # stream 1: not in the gallery

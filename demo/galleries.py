@@ -9,9 +9,10 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from demo import inputs
-from koclip import builds, domain, gallery, images, indexing, settings
+from demo import builds, inputs, settings
+from koclip import domain, images
 from koclip.errors import GalleryError, KoCLIPError
+from koclip.search import gallery, jobs
 
 MAX_UPLOADS = 24  # photos one visitor may search
 MAX_UPLOAD_MEGAPIXELS = 100  # decoded, over all of one visitor's photos
@@ -101,7 +102,7 @@ def encode_uploads(model, files) -> tuple[gallery.Gallery | None, list[str]]:
         image = inputs.open_upload(file)
         if image is not None:
             image.thumbnail((KEPT_SIDE, KEPT_SIDE), Image.Resampling.BICUBIC)
-            rows.append({"source": file.name, "caption": file.name, "thumbnail": indexing.thumbnail_jpeg(image)})
+            rows.append({"source": file.name, "caption": file.name, "thumbnail": jobs.thumbnail_jpeg(image)})
             images.append(image)
     if len(files) > MAX_UPLOADS:
         notes.append(f"Only the first {MAX_UPLOADS} of your {len(files)} photos were used.")

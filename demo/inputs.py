@@ -15,9 +15,10 @@ import streamlit as st
 from PIL import Image
 
 import koclip
-from demo import models
-from koclip import domain, scenes, webimage
+from demo import models, webimage
+from koclip import domain
 from koclip.api import MAX_TEXT_CHARS, word_list
+from koclip.data import scenes
 from koclip.errors import KoCLIPError
 
 MAX_URL_CHARS = 2048  # what browsers and servers commonly accept

@@ -16,7 +16,8 @@ from concurrent.futures import Future
 import streamlit as st
 
 import koclip
-from koclip import hub, registry, settings
+from demo import settings
+from koclip import hub, registry
 from koclip.errors import KoCLIPError
 
 MODEL_KEY = "model_name"

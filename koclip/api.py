@@ -9,15 +9,16 @@ import os
 import string
 import threading
 import weakref
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from koclip import DEFAULT_TEMPLATE, backends, checkpoint, hub
+from koclip import checkpoint, hub
 from koclip.errors import InvalidInputError
 from koclip.images import ImageInput, open_image
+from koclip.models import backends
 from koclip.processing import (
     BATCH_BUCKETS,
     TextProcessor,
@@ -26,6 +27,7 @@ from koclip.processing import (
     checkpoint_image_transform,
     pad_rows,
 )
+from koclip.registry import DEFAULT_TEMPLATE
 from koclip.tokenizer import load as load_tokenizer
 from koclip.transform import ImageTransform
 
@@ -272,9 +274,9 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     It takes the published image transform, and klue/roberta-large's tokenizer when that is in the
     Hugging Face cache, else a small Korean WordPiece (which changes no shape and no cost).
     """
-    from koclip import convert
-    from koclip.config import published_architecture
-    from koclip.model import init_params
+    from koclip.models import convert
+    from koclip.models.config import published_architecture
+    from koclip.models.dual_encoder import init_params
     from koclip.registry import KLUE_TOKENIZER
     from koclip.tokenizer import train_wordpiece
 

@@ -10,8 +10,9 @@ import os
 import shutil
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 RENAME_EXCHANGE = 2  # renameat2's flag: swap two paths in one step
 _AT_FDCWD = -100  # renameat2's "relative to the working directory"

@@ -21,8 +21,8 @@ from flax import serialization
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from koclip.atomic import replace_folder
-from koclip.config import KoCLIPConfig
 from koclip.errors import KoCLIPError, ModelUnavailableError
+from koclip.models.config import KoCLIPConfig
 
 FLAX_WEIGHTS = "flax_model.msgpack"
 

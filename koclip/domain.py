@@ -1,6 +1,6 @@
 """How far an image lies from what a model was trained on.
 
-koclip-mini saw only generated scenes (koclip.scenes): flat or gently shaded backgrounds from a
+koclip-mini saw only generated scenes (koclip.data.scenes): flat or gently shaded backgrounds from a
 fixed list, and shapes in eight fixed colours. A photo is none of that, and its embedding, however
 confidently ranked, means nothing. A scene's pixels are almost all within a small distance of that
 palette (its backgrounds allowed their gradient's brightness shift); a photo's mostly are not.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from koclip import scenes
+from koclip.data import scenes
 
 THRESHOLD = 0.90
 SIDE = 64  # the scenes' own size, and koclip-mini's input

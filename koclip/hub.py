@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import requests
-
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,

@@ -7,12 +7,12 @@ bucket, so a stream of queries of any length compiles at most once per (length, 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from koclip.config import PUBLISHED_FORMATS, KoCLIPConfig
+from koclip.models.config import PUBLISHED_FORMATS, KoCLIPConfig
 from koclip.tokenizer import Tokenizer
 from koclip.transform import FILE as PREPROCESSOR_FILE
 from koclip.transform import ImageTransform

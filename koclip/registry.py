@@ -11,6 +11,8 @@ from pathlib import Path
 
 BUNDLED_DIR = Path(__file__).parent / "assets"
 KLUE_TOKENIZER = "klue/roberta-large"
+# The prompt the original demo put each label in ("This is {}."): MSCOCO's captions are sentences.
+DEFAULT_TEMPLATE = "이것은 {} 이다."
 
 
 @dataclasses.dataclass(frozen=True)

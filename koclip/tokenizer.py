@@ -16,8 +16,8 @@ or a file name) is not valid Unicode and cannot be tokenized: it is refused with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import (

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -38,11 +39,11 @@ class ImageTransform:
     resize: bool = True
 
     @classmethod
-    def clip(cls, size: int) -> "ImageTransform":
+    def clip(cls, size: int) -> ImageTransform:
         return cls(CLIP_PROCESSOR, ("shortest_edge", size), (size, size), Image.Resampling.BICUBIC, CLIP_MEAN, CLIP_STD)
 
     @classmethod
-    def vit(cls, size: int) -> "ImageTransform":
+    def vit(cls, size: int) -> ImageTransform:
         return cls(VIT_PROCESSOR, (size, size), None, Image.Resampling.BILINEAR, HALF, HALF)
 
     def _output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -88,7 +89,7 @@ class ImageTransform:
         (Path(directory) / FILE).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ImageTransform":
+    def from_dict(cls, d: dict[str, Any]) -> ImageTransform:
         """Read a saved `CLIPImageProcessor` or `ViTImageProcessor` (or an older feature extractor of either)."""
         legacy = str(d.get("feature_extractor_type", "")).replace("FeatureExtractor", "ImageProcessor")
         processor = d.get("image_processor_type") or legacy
@@ -118,7 +119,7 @@ class ImageTransform:
         )
 
     @classmethod
-    def read(cls, path: Path) -> "ImageTransform":
+    def read(cls, path: Path) -> ImageTransform:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError, KeyError) as exc:

@@ -9,8 +9,9 @@ from functools import partial
 import streamlit as st
 
 from demo import inputs, models
-from koclip import DEFAULT_TEMPLATE, scenes
+from koclip import DEFAULT_TEMPLATE
 from koclip.api import MAX_TEXT_CHARS
+from koclip.data import scenes
 
 MAX_LABELS = 20
 # Templates without particles, so they read correctly whether or not a label ends in a consonant.

@@ -8,7 +8,7 @@ import re
 
 import streamlit as st
 
-from koclip.settings import APP_ROOT
+from demo.settings import APP_ROOT
 
 IMAGE_LINE = re.compile(r"^!\[(.*)\]\((.+)\)[ \t]*$", re.MULTILINE)
 

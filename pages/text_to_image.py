@@ -13,9 +13,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from demo import galleries, inputs, models, results
-from koclip import builds, domain, gallery, indexing, samples, settings
+from demo import builds, galleries, inputs, models, results, settings
+from koclip import domain
+from koclip.data import samples
 from koclip.errors import KoCLIPError
+from koclip.search import gallery, jobs, sources
 
 SCENE_QUERIES = ("빨간 원", "파란 삼각형", "노란 별", "큰 초록 사각형", "왼쪽에 보라 하트가 있다")
 PHOTO_QUERIES = ("고양이", "커피 한 잔", "로켓", "우주비행사", "꽃")
@@ -77,7 +79,7 @@ def start_samples(model) -> builds.Build:
 
 
 def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
-    source = indexing.DatasetSource(dataset.name, dataset.split, dataset.image_column, dataset.caption_column)
+    source = sources.DatasetSource(dataset.name, dataset.split, dataset.image_column, dataset.caption_column)
     return galleries.server_builds().start(settings.embeddings_dir() / dataset.folder_name(model.name), source, model)
 
 
@@ -85,7 +87,7 @@ def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> Non
     """Ways to get something to search: sample photos, a Hub dataset, the visitor's own photos."""
     dataset = settings.gallery_dataset()
     dataset_out = settings.embeddings_dir() / dataset.folder_name(model.name)
-    if (dataset_out / indexing.PARTIAL).is_dir() and galleries.server_builds().get(dataset_out) is None:
+    if (dataset_out / jobs.PARTIAL).is_dir() and galleries.server_builds().get(dataset_out) is None:
         start_dataset(model, dataset)  # a build stopped by a restart: carry on where it was
     with st.expander("Add photos to search", expanded=not have_gallery, icon=":material/add_photo_alternate:"):
         sample_tab, hub_tab, own_tab = st.tabs(["Sample photos", "A collection from the Hub", "Your photos"])

@@ -8,7 +8,8 @@ from functools import partial
 import streamlit as st
 
 from demo import inputs, models
-from koclip.patches import MAX_GRID, heatmap, rank_patches
+from demo.heatmap import heatmap
+from koclip.patches import MAX_GRID, rank_patches
 
 # Each example board with the cell its query asks for: a different cell each, so that the examples
 # show the answer moving.

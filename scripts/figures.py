@@ -6,7 +6,7 @@
 training_curve.png   loss (and held-out zero-shot accuracy) against step, from the model's
                      training_log.jsonl, which `python -m koclip train` writes
 image_to_text.png    zero-shot classification of a generated blue triangle (`model.classify`)
-text_to_image.png    the best matches for 빨간 원 in a gallery (`koclip.gallery.search`)
+text_to_image.png    the best matches for 빨간 원 in a gallery (`koclip.search.gallery.search`)
 text_to_patch.png    a 3x3 board of shapes and the score of each cell for 빨간 원
                      (`koclip.patches.rank_patches`), as a heat map
 
@@ -34,8 +34,9 @@ from matplotlib import font_manager  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import koclip  # noqa: E402
-from koclip import gallery, scenes  # noqa: E402
+from koclip.data import scenes  # noqa: E402
 from koclip.patches import rank_patches  # noqa: E402
+from koclip.search import gallery
 
 FONT = "Noto Sans CJK KR"
 DPI = 110

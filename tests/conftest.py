@@ -7,9 +7,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pytest  # noqa: E402
-
 import fake_hub  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from PIL import Image
-
 import hostile_images
+from PIL import Image
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "bad_inputs.json").read_text(encoding="utf-8"))
 

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from koclip import ann, gallery
 from koclip.errors import GalleryError, KoCLIPError
+from koclip.search import ann, gallery
 
 DIM = 32
 

@@ -5,10 +5,10 @@ import threading
 
 import numpy as np
 import pytest
+import tiny
 from PIL import Image
 
 import koclip
-import tiny
 from koclip.images import open_image
 
 
@@ -124,8 +124,8 @@ def test_image_modes_become_rgb_and_exif_orientation_is_applied():
 def test_published_architectures_have_the_published_sizes(name, weights):
     import jax
 
-    from koclip.config import published_architecture
-    from koclip.model import param_shapes
+    from koclip.models.config import published_architecture
+    from koclip.models.dual_encoder import param_shapes
 
     shapes = param_shapes(published_architecture(name))
     count = sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))
@@ -159,7 +159,7 @@ def test_the_flax_backend_gives_back_the_weights_it_was_given(tmp_path):
 
 
 def test_auto_runs_full_size_models_on_pytorch_where_it_can_and_small_ones_on_flax(model, monkeypatch):
-    from koclip import backends
+    from koclip.models import backends
 
     monkeypatch.setattr(backends, "torch_usable", lambda: True)
     assert backends.resolve("auto", 425_000_000) == "torch"
@@ -192,7 +192,7 @@ def test_a_precision_the_backend_cannot_run_is_refused(model_dir, backend, preci
 
 
 def test_the_torch_backend_says_why_it_cannot_run_where_transformers_may_not_use_pytorch(model_dir, monkeypatch):
-    from koclip import backends
+    from koclip.models import backends
 
     monkeypatch.setattr(backends, "torch_usable", lambda: False)  # as under USE_TORCH=0
     with pytest.raises(koclip.KoCLIPError, match="USE_TORCH=0"):
@@ -202,7 +202,7 @@ def test_the_torch_backend_says_why_it_cannot_run_where_transformers_may_not_use
 def test_without_transformers_flax_runs_and_the_torch_backend_says_what_to_install(model_dir, monkeypatch):
     import sys
 
-    from koclip import backends
+    from koclip.models import backends
 
     for name in [m for m in sys.modules if m.split(".")[0] == "transformers"] + ["transformers"]:
         monkeypatch.setitem(sys.modules, name, None)  # as where it is not installed (a Space)
@@ -214,7 +214,8 @@ def test_without_transformers_flax_runs_and_the_torch_backend_says_what_to_insta
 
 def test_the_torch_backend_refuses_a_checkpoint_that_lacks_a_weight(model_dir):
     # PyTorch's model is built without initialising its weights: every one must come from the checkpoint.
-    from koclip import backends, checkpoint, convert
+    from koclip import checkpoint
+    from koclip.models import backends, convert
 
     ckpt = checkpoint.read(model_dir)
     state = convert.flax_to_torch(ckpt.flax_params)

@@ -14,8 +14,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import koclip
-from koclip import gallery, hub, scenes
-from koclip.scenes import ObjectSpec, Query
+from koclip import hub
+from koclip.data import scenes
+from koclip.data.scenes import ObjectSpec, Query
+from koclip.search import gallery
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300  # the first run imports jax and compiles the model; later runs take well under a second
@@ -276,8 +278,9 @@ def test_a_second_visitor_opens_on_the_shipped_gallery_after_a_first_encoded_the
 
 
 def test_only_the_shipped_gallery_and_the_app_folder_are_listed(tmp_path, monkeypatch, own_embeddings):
-    from demo import galleries
-    from koclip import indexing, samples, settings
+    from demo import galleries, settings
+    from koclip.data import samples
+    from koclip.search import indexing
 
     shipped = tmp_path / "shipped"
     shipped.mkdir()
@@ -367,15 +370,15 @@ def test_a_gallery_whose_index_crashes_its_probe_is_left_out(app, own_embeddings
 
 def test_a_gallery_re_indexed_under_its_name_shows_its_own_pictures(app, own_embeddings):
     from demo import results
-    from koclip import indexing
+    from koclip.search import indexing, sources
 
     mini = koclip.load("koclip-mini")
     folder = own_embeddings / "koclip-mini-mine"
-    indexing.build(indexing.SceneSource(12, seed=1), mini, folder, batch_size=16, progress=False)
+    indexing.build(sources.SceneSource(12, seed=1), mini, folder, batch_size=16, progress=False)
     page(app, "text_to_image")
     app.selectbox(key="t2i_gallery").select(str(folder)).run()
     before = [results.square(result["picture"]) for result in app.session_state["t2i_results"]]
-    indexing.build(indexing.SceneSource(12, seed=2), mini, folder, batch_size=16, overwrite=True, progress=False)
+    indexing.build(sources.SceneSource(12, seed=2), mini, folder, batch_size=16, overwrite=True, progress=False)
     app.run()
     shown = app.session_state["t2i_results"]
     now = gallery.Gallery.open(folder)

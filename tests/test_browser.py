@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from koclip import scenes
+from koclip.data import scenes
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
 

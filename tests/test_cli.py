@@ -200,7 +200,7 @@ def test_unknown_words_in_a_readable_query_are_named_and_the_rest_answered(capsy
 
 def test_train_towers_are_the_ones_train_builds():
     from koclip.commands import train as command
-    from koclip.train import SMALL_TOWERS
+    from koclip.training.train import SMALL_TOWERS
 
     assert command.TOWERS == (*SMALL_TOWERS, "pretrained")
 

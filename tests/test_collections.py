@@ -7,12 +7,14 @@ import time
 
 import numpy as np
 import pytest
+import tiny
 from PIL import Image
 
 import koclip
-import tiny
-from koclip import builds, gallery, indexing, samples, scenes, settings
+from demo import builds, settings
+from koclip.data import samples, scenes
 from koclip.errors import KoCLIPError
+from koclip.search import gallery, indexing, jobs, sources
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_more_like_this_ranks_by_image_similarity_and_leaves_the_row_out(model, 
 
 def test_an_in_memory_gallery_searches_uploaded_photos(model):
     pictures = [scene.image for scene in scenes.generate(6, seed=9, size=40)]
-    rows = [{"caption": f"photo {i}.png", "thumbnail": indexing.thumbnail_jpeg(p)} for i, p in enumerate(pictures)]
+    rows = [{"caption": f"photo {i}.png", "thumbnail": jobs.thumbnail_jpeg(p)} for i, p in enumerate(pictures)]
     collection = gallery.Gallery.in_memory(model, model.encode_image(pictures), rows)
     hits = gallery.search_image(model, collection, pictures[4], k=2)
     assert hits[0].index == 4
@@ -76,7 +78,7 @@ def test_an_in_memory_gallery_searches_uploaded_photos(model):
 
 
 def test_a_dataset_builds_in_the_background_with_progress(model, tmp_path):
-    source = indexing.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
+    source = sources.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
     server = builds.Builds()
     build = server.start(tmp_path / "g", source, model, batch_size=8)
     assert server.start(tmp_path / "g", source, model) is build  # a second visitor watches the same build
@@ -106,10 +108,10 @@ class FailingSource:
 
 
 def test_a_build_stopped_half_way_resumes_after_a_restart(model, tmp_path):
-    source = indexing.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
+    source = sources.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
     stopped = builds.Builds().start(tmp_path / "g", FailingSource(source, fail_at=20), model, batch_size=8).wait(120)
     assert stopped.phase == builds.FAILED and "the server stopped" in stopped.error
-    assert (tmp_path / "g" / indexing.PARTIAL).is_dir()
+    assert (tmp_path / "g" / jobs.PARTIAL).is_dir()
     resumed = builds.Builds().start(tmp_path / "g", source, model, batch_size=8).wait(120)  # a new process
     assert resumed.phase == builds.FINISHED and resumed.resumed_from == 16
     assert len(gallery.Gallery.open(tmp_path / "g")) == 40
@@ -118,7 +120,7 @@ def test_a_build_stopped_half_way_resumes_after_a_restart(model, tmp_path):
 def test_a_failed_build_may_be_started_again_a_bounded_number_of_times(model, tmp_path):
     now = [0.0]
     server = builds.Builds(clock=lambda: now[0])
-    source = indexing.DatasetSource(str(tmp_path / "missing"), "train")
+    source = sources.DatasetSource(str(tmp_path / "missing"), "train")
     for _ in range(builds.MAX_TRIES):
         assert server.retry_in(tmp_path / "g") is None
         assert server.start(tmp_path / "g", source, model).wait(60).phase == builds.FAILED
@@ -126,7 +128,7 @@ def test_a_failed_build_may_be_started_again_a_bounded_number_of_times(model, tm
     failed = server.get(tmp_path / "g")
     assert server.start(tmp_path / "g", source, model) is failed  # not started again: it must wait
     now[0] += builds.RETRY_WINDOW
-    good = indexing.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
+    good = sources.DatasetSource(str(local_dataset(tmp_path / "ds")), "train", "image", "caption")
     assert server.start(tmp_path / "g", good, model).wait(120).phase == builds.FINISHED
 
 
@@ -134,14 +136,14 @@ def test_a_hub_dataset_build_fails_at_once_when_the_hub_does_not_answer(model, t
     monkeypatch.setattr("koclip.hub.offline", lambda: False)
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")  # a closed port
     start = time.monotonic()
-    status = builds.Builds().start(tmp_path / "g", indexing.DatasetSource("someone/photos", "train"), model).wait(60)
+    status = builds.Builds().start(tmp_path / "g", sources.DatasetSource("someone/photos", "train"), model).wait(60)
     assert time.monotonic() - start < builds.HUB_TIMEOUT + 1
     assert status.phase == builds.FAILED and "did not answer" in status.error and "tries" in status.error
 
 
 def test_a_dataset_that_cannot_be_had_fails_with_where_and_how(model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    source = indexing.DatasetSource("no-such-owner/no-such-dataset", "train")
+    source = sources.DatasetSource("no-such-owner/no-such-dataset", "train")
     status = builds.Builds().start(tmp_path / "g", source, model).wait(60)
     assert status.phase == builds.FAILED
     assert "no-such-owner/no-such-dataset" in status.error and "datasets cache" in status.error

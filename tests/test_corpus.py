@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import corpus
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import corpus
 import koclip
-from koclip import gallery, scenes, webimage
+from demo import webimage
 from koclip.cli import main as cli
+from koclip.data import scenes
 from koclip.patches import rank_patches
+from koclip.search import gallery
 
 ROOT = Path(__file__).resolve().parent.parent
 GALLERY = ROOT / "embeddings" / "koclip-mini-scenes"
@@ -170,8 +172,8 @@ def _upload_and_answer(payload: bytes) -> None:
     import streamlit as st
 
     import koclip
-    from koclip.patches import rank_patches
     from demo import inputs
+    from koclip.patches import rank_patches
 
     image = inputs.open_upload(io.BytesIO(payload))
     if image is not None:

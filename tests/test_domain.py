@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 import koclip
-from koclip import domain, gallery, samples, scenes
+from koclip import domain
+from koclip.data import samples, scenes
+from koclip.search import gallery
 
 HELD_OUT_SEED = 777
 
@@ -75,7 +77,7 @@ def test_index_counts_and_names_the_photos_koclip_mini_cannot_see(tmp_path, caps
 
 
 def test_galleries_of_models_trained_on_photos_are_not_checked(tmp_path, space):
-    from koclip import indexing
+    from koclip.search import indexing
 
     manifest = indexing.build(samples.SampleSource(), koclip.load("koclip-base"), tmp_path / "g", batch_size=8,
                               progress=False)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import koclip
-from koclip import evaluate, scenes
 from koclip.cli import main as cli
+from koclip.data import scenes
+from koclip.training import evaluate
 
 SEED = 2_024
 

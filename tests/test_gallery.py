@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 import koclip
-from koclip import gallery, indexing, scenes
 from koclip.cli import main as cli
+from koclip.data import scenes
 from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
+from koclip.search import gallery, indexing, jobs, sources
 
 BATCH = 4
 
@@ -42,7 +43,7 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(photos, model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("galleries") / "reference"
-    indexing.build(indexing.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
+    indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
     return out
 
 
@@ -66,8 +67,8 @@ def test_folder_gallery_holds_the_model_embeddings_and_lists_unreadable_files(re
     wide = opened.item(sources.index("wide.png"))
     assert (wide["width"], wide["height"]) == (600, 300)
     with Image.open(wide["thumbnail"]) as thumb:
-        assert thumb.format == "JPEG" and thumb.size == (indexing.THUMB_SIDE, indexing.THUMB_SIDE // 2)
-    assert not (reference / indexing.PARTIAL).exists()
+        assert thumb.format == "JPEG" and thumb.size == (jobs.THUMB_SIDE, jobs.THUMB_SIDE // 2)
+    assert not (reference / jobs.PARTIAL).exists()
 
 
 def test_search_text_returns_the_best_scoring_images(reference, model):
@@ -95,7 +96,7 @@ def test_exact_search_finds_planted_neighbours_in_float32_and_float16():
 def test_resume_after_a_crash_gives_the_same_gallery(reference, photos, model_dir, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
     commits = []
-    original = indexing.Job.commit
+    original = jobs.Job.commit
 
     def crash_after_two(self, index, batch):
         if len(commits) == 2:
@@ -103,15 +104,15 @@ def test_resume_after_a_crash_gives_the_same_gallery(reference, photos, model_di
         commits.append(index)
         original(self, index, batch)
 
-    monkeypatch.setattr(indexing.Job, "commit", crash_after_two)
+    monkeypatch.setattr(jobs.Job, "commit", crash_after_two)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        indexing.build(indexing.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
+        indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
     with pytest.raises(GalleryError, match="has not finished"):
         gallery.Gallery.open(out)
     assert gallery.list_galleries(tmp_path) == []
 
-    monkeypatch.setattr(indexing.Job, "commit", lambda self, index, batch: commits.append(index) or original(self, index, batch))
-    indexing.build(indexing.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
+    monkeypatch.setattr(jobs.Job, "commit", lambda self, index, batch: commits.append(index) or original(self, index, batch))
+    indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
     assert commits == [0, 1, 2, 3]  # the two finished chunks were not redone
     assert contents(out) == contents(reference)
     assert np.array_equal(np.load(out / gallery.VECTORS), np.load(reference / gallery.VECTORS))
@@ -139,10 +140,10 @@ def test_damaged_or_unfinished_galleries_are_refused(reference, tmp_path, damage
 
 def test_a_finished_gallery_is_not_overwritten_by_accident(reference, photos, model_dir, tmp_path):
     with pytest.raises(GalleryError, match="--overwrite"):
-        indexing.build(indexing.FolderSource(photos), str(model_dir), reference, progress=False)
+        indexing.build(sources.FolderSource(photos), str(model_dir), reference, progress=False)
     (tmp_path / "stuff.txt").write_text("mine")
     with pytest.raises(GalleryError, match="not empty"):
-        indexing.build(indexing.FolderSource(photos), str(model_dir), tmp_path, progress=False)
+        indexing.build(sources.FolderSource(photos), str(model_dir), tmp_path, progress=False)
 
 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # Ray forks and execs its processes
@@ -151,7 +152,7 @@ def test_ray_engine_writes_the_same_gallery(reference, photos, model_dir, tmp_pa
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        indexing.build(indexing.FolderSource(photos), str(model_dir), out, batch_size=BATCH,
+        indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH,
                        engine="ray", progress=False)
     finally:
         ray.shutdown()
@@ -197,7 +198,7 @@ def test_search_with_another_model_is_refused(model_dir, reference, tmp_path, ca
 def test_dataset_source_keeps_row_numbers_and_captions(model_dir, tmp_path):
     data_dir = tmp_path / "data"
     scenes.to_dataset(scenes.generate(5, seed=1, size=32)).save_to_disk(str(data_dir))
-    source = indexing.DatasetSource(str(data_dir), caption_column="caption_ko")
+    source = sources.DatasetSource(str(data_dir), caption_column="caption_ko")
     manifest = indexing.build(source, str(model_dir), tmp_path / "g", batch_size=BATCH, progress=False)
     opened = gallery.Gallery.open(tmp_path / "g")
     assert manifest["source"]["kind"] == "dataset" and len(opened) == 5
@@ -206,7 +207,7 @@ def test_dataset_source_keeps_row_numbers_and_captions(model_dir, tmp_path):
 
 
 def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch):
-    from koclip import ray_engine
+    from koclip.search import ray_engine
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(KoCLIPError, match="pip install -r requirements-ray.txt"):
@@ -235,11 +236,11 @@ def test_folder_captions_follow_the_imagefolder_columns(tmp_path):
             {"file_name": "d.png", "caption_ko": None, "score": 3},
             {"file_name": "e.png", "caption_ko": None, "caption": "다른 캡션"}]
     (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    source = indexing.FolderSource(tmp_path)
+    source = sources.FolderSource(tmp_path)
     assert source.captions == {"a.png": "텍스트", "sub/b.png": "한국어", "c.png": "캡션", "e.png": "다른 캡션"}
     assert source.read("sub/b.png") == (tmp_path / "sub/b.png", {"caption": "한국어"})
     assert source.read("d.png") == (tmp_path / "d.png", {})
-    assert indexing.FolderSource(tmp_path / "sub").captions == {}  # no metadata.jsonl there
+    assert sources.FolderSource(tmp_path / "sub").captions == {}  # no metadata.jsonl there
 
 
 @pytest.mark.parametrize("damage, line", [
@@ -266,7 +267,7 @@ def test_oversized_folder_metadata_is_ignored_with_a_warning(photos, model_dir, 
     folder = tmp_path / "photos"
     shutil.copytree(photos, folder)
     (folder / "metadata.jsonl").write_text('{"file_name": "img01.png", "text": "빨간 원"}\n' * 20)
-    monkeypatch.setattr(indexing, "MAX_METADATA_BYTES", 500)
+    monkeypatch.setattr(sources, "MAX_METADATA_BYTES", 500)
     assert cli(["index", str(folder), "--model", str(model_dir), "--out", str(tmp_path / "g")]) == 0
     assert "warning:" in capsys.readouterr().err
     opened = gallery.Gallery.open(tmp_path / "g")

@@ -26,9 +26,11 @@ import pytest
 from PIL import Image
 
 import koclip
-from koclip import ann, atomic, gallery, indexing, scenes
+from koclip import atomic
 from koclip.cli import main as cli
+from koclip.data import scenes
 from koclip.errors import GalleryError
+from koclip.search import ann, gallery, indexing, jobs, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -44,15 +46,15 @@ def run_child(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def scene_source(seed: int) -> indexing.SceneSource:
-    return indexing.SceneSource(8, seed=seed, size=32)
+def scene_source(seed: int) -> sources.SceneSource:
+    return sources.SceneSource(8, seed=seed, size=32)
 
 
 @pytest.fixture(scope="module")
 def reference(model_dir, tmp_path_factory):
     """A gallery of 40 scenes."""
     out = tmp_path_factory.mktemp("hardening") / "reference"
-    indexing.build(indexing.SceneSource(40, seed=5, size=32), str(model_dir), out, batch_size=20, progress=False)
+    indexing.build(sources.SceneSource(40, seed=5, size=32), str(model_dir), out, batch_size=20, progress=False)
     return out
 
 
@@ -134,7 +136,7 @@ def test_a_graph_that_crashes_its_search_crashes_only_the_probe(built, tmp_path,
     assert gallery.probe(built) is None  # the graph as faiss built it
     attach_graph(built, entry_links_far_out)
     # In the probe's process alone, the checks are switched off: the second line of defence is tried.
-    (tmp_path / "sitecustomize.py").write_text("import koclip.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n")
+    (tmp_path / "sitecustomize.py").write_text("import koclip.search.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     problem = gallery.probe(built, timeout=120)
     assert problem is not None and "re-index" in problem
@@ -239,7 +241,7 @@ def test_fifos_devices_and_folders_in_place_of_files_are_refused_without_blockin
     attach_graph(built)
     cases = [(gallery.VECTORS, "fifo"), (gallery.METADATA, "fifo"), (gallery.MANIFEST, "fifo"),
              (f"{gallery.INDEX_DIR}/levels.npy", "fifo"), (gallery.METADATA, "device"), (gallery.VECTORS, "folder"),
-             (indexing.thumbnail_name(0), "fifo")]
+             (jobs.thumbnail_name(0), "fifo")]
     folders = []
     for number, (name, kind) in enumerate(cases):
         folder = Path(shutil.copytree(built, tmp_path / f"case{number}"))
@@ -354,7 +356,7 @@ def test_thumbnails_are_read_only_from_inside_the_gallery_and_within_bounds(buil
     outside.mkdir()
     (outside / "secret.jpg").write_bytes(jpeg((64, 64)))
     opened = gallery.Gallery.open(built)
-    assert opened.thumbnail(0) == (built / indexing.thumbnail_name(0)).read_bytes()
+    assert opened.thumbnail(0) == (built / jobs.thumbnail_name(0)).read_bytes()
     thumbs = built / gallery.THUMBS
     (thumbs / "0000001.jpg").unlink()
     (thumbs / "0000001.jpg").symlink_to(outside / "secret.jpg")  # a symbolic link out of the gallery
@@ -376,11 +378,11 @@ def test_thumbnails_written_by_indexing_are_within_the_bounds_read(model_dir, tm
     folder.mkdir()
     noise = np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), np.uint8)  # the costliest to compress
     Image.fromarray(noise).save(folder / "noise.png")
-    indexing.build(indexing.FolderSource(folder), str(model_dir), tmp_path / "g", progress=False)
+    indexing.build(sources.FolderSource(folder), str(model_dir), tmp_path / "g", progress=False)
     thumbnail = gallery.Gallery.open(tmp_path / "g").thumbnail(0)
     assert thumbnail is not None and len(thumbnail) <= gallery.MAX_THUMBNAIL_BYTES // 4
-    with Image.open(tmp_path / "g" / indexing.thumbnail_name(0)) as image:
-        assert max(image.size) == indexing.THUMB_SIDE <= gallery.MAX_THUMBNAIL_SIDE
+    with Image.open(tmp_path / "g" / jobs.thumbnail_name(0)) as image:
+        assert max(image.size) == jobs.THUMB_SIDE <= gallery.MAX_THUMBNAIL_SIDE
 
 
 # ---------------------------------------------------------------- indexing: bad files, leftovers
@@ -413,7 +415,7 @@ def test_the_manifest_lists_a_bounded_number_of_skipped_inputs(model_dir, tmp_pa
     Image.new("RGB", (32, 32), (200, 0, 0)).save(folder / "red.png")
     for i in range(3):
         (folder / f"broken{i}.jpg").write_bytes(b"not a jpeg")
-    monkeypatch.setattr(indexing, "MAX_SKIPPED_LISTED", 2)
+    monkeypatch.setattr(jobs, "MAX_SKIPPED_LISTED", 2)
     assert cli(["index", str(folder), "--model", str(model_dir), "--out", str(tmp_path / "g")]) == 0
     assert "skipped 1 more unreadable inputs" in capsys.readouterr().err
     manifest = gallery.read_manifest(tmp_path / "g")
@@ -447,9 +449,9 @@ def arm(moment: str, target: Path) -> None:
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    replace, unlink, exchange, commit = os.replace, os.unlink, atomic.exchange, indexing.Job.commit
+    replace, unlink, exchange, commit = os.replace, os.unlink, atomic.exchange, jobs.Job.commit
     if moment == "encoding":  # after the first chunk
-        indexing.Job.commit = lambda self, index, batch: (commit(self, index, batch), die())
+        jobs.Job.commit = lambda self, index, batch: (commit(self, index, batch), die())
     elif moment in ("vectors written", "manifest written"):
         name = gallery.VECTORS if moment == "vectors written" else gallery.MANIFEST
         os.replace = lambda src, dst, **kw: (replace(src, dst, **kw), Path(dst).name == name and die())

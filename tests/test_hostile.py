@@ -14,17 +14,18 @@ import threading
 import time
 from pathlib import Path
 
+import hostile_images
 import numpy as np
 import pytest
+import tiny
 from PIL import Image
 
-import hostile_images
 import koclip
-import tiny
-from koclip import gallery, indexing, scenes
 from koclip.cli import main as cli
+from koclip.data import scenes
 from koclip.errors import GalleryError, InvalidImageError, InvalidInputError, KoCLIPError
 from koclip.patches import rank_patches
+from koclip.search import gallery, indexing, jobs, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,7 @@ def photos(tmp_path_factory):
 @pytest.fixture
 def built(photos, model_dir, tmp_path):
     out = tmp_path / "g"
-    indexing.build(indexing.FolderSource(photos), str(model_dir), out, batch_size=4, progress=False)
+    indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=4, progress=False)
     return out
 
 
@@ -211,7 +212,7 @@ def test_a_vector_that_is_not_a_number_is_refused_not_printed(built, model_dir, 
 def test_a_gallery_re_indexed_under_an_open_reader_is_not_mixed(built, photos, model_dir):
     collection = gallery.Gallery.open(built)
     assert collection.item(0)["thumbnail"].is_file()
-    indexing.build(indexing.FolderSource(photos), str(model_dir), built, batch_size=2, overwrite=True, progress=False)
+    indexing.build(sources.FolderSource(photos), str(model_dir), built, batch_size=2, overwrite=True, progress=False)
     with pytest.raises(GalleryError, match="re-indexed since it was opened"):
         collection.search_vectors(np.asarray(collection.vectors[0]), k=2)
     assert len(gallery.Gallery.open(built).search_vectors(np.asarray(collection.vectors[0]), k=2)) == 2
@@ -233,12 +234,12 @@ def test_an_overwrite_that_crashes_leaves_the_old_gallery_searchable(built, phot
     def crash(self, index, batch):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(indexing.Job, "commit", crash)
+    monkeypatch.setattr(jobs.Job, "commit", crash)
     with pytest.raises(RuntimeError, match="power cut"):
-        indexing.build(indexing.FolderSource(photos), str(model_dir), built, overwrite=True, progress=False)
+        indexing.build(sources.FolderSource(photos), str(model_dir), built, overwrite=True, progress=False)
     assert np.array_equal(gallery.Gallery.open(built).vectors, before)
     monkeypatch.undo()
-    indexing.build(indexing.FolderSource(photos), str(model_dir), built, batch_size=3, overwrite=True, progress=False)
+    indexing.build(sources.FolderSource(photos), str(model_dir), built, batch_size=3, overwrite=True, progress=False)
     assert json.loads((built / gallery.MANIFEST).read_text())["count"] == 6
     assert not [p.name for p in built.parent.iterdir() if p.name.startswith(".")]
 
@@ -254,14 +255,14 @@ def test_a_folder_of_nothing_but_broken_images_writes_no_gallery(model_dir, tmp_
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(KoCLIPError, match="none of the 1 inputs"):
-        indexing.build(indexing.FolderSource(tmp_path / "bad"), str(model_dir), tmp_path / "g", progress=False)
+        indexing.build(sources.FolderSource(tmp_path / "bad"), str(model_dir), tmp_path / "g", progress=False)
     assert not (tmp_path / "g" / gallery.MANIFEST).exists()
 
 
 def test_control_characters_in_file_names_do_not_reach_the_terminal(model_dir, tmp_path, capsys):
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (32, 32), (200, 0, 0)).save(tmp_path / "photos" / "\x1b[2Jred\x1b[31m.png")
-    indexing.build(indexing.FolderSource(tmp_path / "photos"), str(model_dir), tmp_path / "g", progress=False)
+    indexing.build(sources.FolderSource(tmp_path / "photos"), str(model_dir), tmp_path / "g", progress=False)
     assert cli(["search", "빨간 원", "--gallery", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\\x1b[2Jred" in out

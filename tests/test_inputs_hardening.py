@@ -20,17 +20,18 @@ import time
 import warnings
 from pathlib import Path
 
+import hostile_images
 import pytest
 from PIL import Image
 
-import hostile_images
 import koclip
-from koclip import gallery, scenes
 from koclip.api import MAX_TEXT_CHARS
 from koclip.cli import main as cli
+from koclip.data import scenes
 from koclip.errors import InvalidImageError, InvalidInputError, KoCLIPError
 from koclip.images import FORMAT_NAMES, FORMATS
 from koclip.patches import rank_patches
+from koclip.search import gallery
 from koclip.transform import ImageTransform
 
 ROOT = Path(__file__).resolve().parent.parent

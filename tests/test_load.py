@@ -19,11 +19,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, serve
 
 import koclip
-from koclip import gallery, scenes
+from koclip.data import scenes
 from koclip.patches import rank_patches
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, serve
+from koclip.search import gallery
 
 async_api = pytest.importorskip("playwright.async_api", reason="needs playwright (pip install playwright)")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")

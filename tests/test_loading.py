@@ -18,7 +18,7 @@ from transformers import (
 )
 
 import koclip
-from koclip.torch_model import transformers_config
+from koclip.models.torch_twin import transformers_config
 
 TEXTS = ["이것은 고양이 이다.", "a photo of a dog", "빨간 자동차가 도로 위에 있다 그리고 강아지 두 마리"]
 
@@ -48,7 +48,7 @@ def reference_inputs(directory, image_size: int):
 
 
 def positions_from_zero(mask):
-    """The published models' text positions (see koclip.config.TEXT_POSITIONS)."""
+    """The published models' text positions (see koclip.models.config.TEXT_POSITIONS)."""
     return np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import koclip
-from koclip import evaluate, scenes
+from koclip.data import scenes
 from koclip.patches import rank_patches
+from koclip.training import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from koclip import patches
+from demo import heatmap as drawing
+from demo.heatmap import VIRIDIS, colour_map, heatmap
 from koclip.errors import InvalidInputError
-from koclip.patches import VIRIDIS, PatchRanking, colour_map, grid_boxes, heatmap
+from koclip.patches import PatchRanking, grid_boxes
 
 
 def ranking(cosine, rows=2, cols=2, side=200) -> PatchRanking:
@@ -31,7 +32,7 @@ def test_each_cell_takes_the_colour_of_its_score_and_the_best_is_outlined():
     for index, colour in expected.items():
         x0, y0, x1, y1 = ranking([0] * 4).boxes[index]
         centre = pixels[(y0 + y1) // 2, (x0 + x1) // 2]
-        assert np.abs(centre - ((1 - patches.OVERLAY_ALPHA) * 128 + patches.OVERLAY_ALPHA * colour)).max() <= 2
+        assert np.abs(centre - ((1 - drawing.OVERLAY_ALPHA) * 128 + drawing.OVERLAY_ALPHA * colour)).max() <= 2
     x0, y0, x1, y1 = ranking([0] * 4).boxes[1]
     assert (pixels[y0 + 1, (x0 + x1) // 2] == 255).all()  # white outline around the best cell only
     assert not (pixels[y0 + 1, 50] == 255).all()

@@ -20,11 +20,11 @@ from transformers.models.vit.modeling_flax_vit import FlaxViTModule
 
 import koclip
 from koclip import tokenizer
-from koclip.config import ClipVisionConfig, RobertaConfig, VitConfig
-from koclip.roberta import RobertaTower
-from koclip.torch_model import transformers_config
+from koclip.models.config import ClipVisionConfig, RobertaConfig, VitConfig
+from koclip.models.roberta import RobertaTower
+from koclip.models.torch_twin import transformers_config
+from koclip.models.vision import ClipVisionTower, VitTower
 from koclip.transform import ImageTransform
-from koclip.vision import ClipVisionTower, VitTower
 
 MINI = Path(koclip.__file__).parent / "assets" / "koclip-mini"
 TEXTS = ["이것은 고양이 이다.", "빨간 원", "", "  ", "[CLS] 빨간 [MASK] 원", "ABC abc Éé 東京 😀", "빨간 " * 300,

@@ -21,7 +21,7 @@ from transformers.models.vit.modeling_flax_vit import FlaxViTModule
 
 import koclip
 from koclip import hub
-from koclip.torch_model import transformers_config
+from koclip.models.torch_twin import transformers_config
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)

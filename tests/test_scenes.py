@@ -1,4 +1,4 @@
-"""Tests for koclip.scenes: determinism, captions that tell the truth, and the exports."""
+"""Tests for koclip.data.scenes: determinism, captions that tell the truth, and the exports."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from koclip import scenes as S
 from koclip.cli import main as cli
+from koclip.data import scenes as S
 
 NUMBER_WORDS = {"한": 1, "두": 2, "세": 3, "네": 4, "다섯": 5, "여섯": 6, "일곱": 7, "여덟": 8, "아홉": 9}
 

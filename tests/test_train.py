@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import koclip
-from koclip import evaluate, scenes, train
 from koclip.cli import main as cli
+from koclip.data import scenes
+from koclip.training import evaluate, train
 from koclip.transform import ImageTransform
 
 QUICK = dict(towers="mini", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=2e-3,

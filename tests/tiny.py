@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 from flax import serialization
 
-from koclip.config import (
+from koclip.models.config import (
     ClipVisionConfig,
     ConvTowerConfig,
     KoCLIPConfig,
     RobertaConfig,
     VitConfig,
 )
-from koclip.model import init_params
+from koclip.models.dual_encoder import init_params
 from koclip.tokenizer import train_wordpiece
 
 # Every key transformers 4.57.6 writes in each tower's config.json, at its defaults
@@ -115,7 +115,7 @@ def write_vision_text_dual_encoder(directory: Path, seed: int = 0) -> None:
     import torch
     from transformers import VisionTextDualEncoderConfig, VisionTextDualEncoderModel
 
-    from koclip.torch_model import transformers_config
+    from koclip.models.torch_twin import transformers_config
 
     tok = tokenizer()
     cfg = config("clip", len(tok))

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import koclip
-    from koclip import evaluate
+    from koclip.training import evaluate
 
     model = koclip.load(args.model, backend=args.backend)
     if args.data == "scenes":

@@ -6,12 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from koclip import ann
-from koclip.commands import (check_dataset, check_folder, check_model, float_above, int_at_least, refuse_unused,
-                             terminal_safe)
+from koclip.commands import (
+    check_dataset,
+    check_folder,
+    check_model,
+    float_above,
+    int_at_least,
+    refuse_unused,
+    terminal_safe,
+)
+from koclip.data.scenes import MIN_SIZE
 from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
-from koclip.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
-from koclip.scenes import MIN_SIZE
+from koclip.search import ann
+from koclip.search.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
 
 # Options that count only with one kind of SOURCE, with their defaults.
 DATASET_OPTIONS = {"split": "train", "image_column": "image", "caption_column": None}
@@ -110,18 +117,18 @@ def main(args: argparse.Namespace) -> int:
                            "or choose another --out")
     check_model(args.model)
 
-    from koclip import indexing
+    from koclip.search import indexing, sources
 
     if args.dataset:
-        source = indexing.DatasetSource(args.source, args.split, args.image_column, args.caption_column)
+        source = sources.DatasetSource(args.source, args.split, args.image_column, args.caption_column)
     elif scenes:
-        source = indexing.SceneSource(args.n, args.seed, args.size)
+        source = sources.SceneSource(args.n, args.seed, args.size)
     elif args.source == "samples":
-        from koclip.samples import SampleSource
+        from koclip.data.samples import SampleSource
 
         source = SampleSource()
     else:
-        source = indexing.FolderSource(Path(args.source))
+        source = sources.FolderSource(Path(args.source))
     manifest = indexing.build(
         source, args.model, args.out, batch_size=args.batch_size, dtype=args.dtype, engine=args.engine,
         workers=args.workers, ann_threshold=args.ann_threshold, memory_budget=args.memory_budget,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from koclip import scenes
 from koclip.commands import int_at_least, refuse_unused
+from koclip.data import scenes
 from koclip.errors import KoCLIPError
 
 COMPOSITE_OPTIONS = {"grid": 3}  # options that count only with --composite, with their defaults

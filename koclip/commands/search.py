@@ -86,7 +86,7 @@ def check_words(model, query: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from koclip import gallery
+    from koclip.search import gallery
 
     if (args.query is None) == (args.image is None):
         raise InvalidInputError("give either a QUERY text or --image FILE, not both or neither")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from koclip.commands import check_dataset, float_above, float_at_least, int_at_least, refuse_unused
+from koclip.data.scenes import MIN_SIZE
 from koclip.errors import InvalidInputError
-from koclip.recipe import TrainConfig
-from koclip.scenes import MIN_SIZE
+from koclip.training.recipe import TrainConfig
 
 HELPS = {
     "out": "folder to write the model to (koclip's format: koclip.load reads it); overwritten atomically at each save",
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     defaults = {name: default for name, (_, default) in config_fields().items()}
     if args.data == "scenes":
         refuse_unused(args, {name: defaults[name] for name in DATASET_OPTIONS}, "--data DATASET")
-        # Each batch of swapped pairs (koclip.train.SceneData) takes half its images from the
+        # Each batch of swapped pairs (koclip.training.train.SceneData) takes half its images from the
         # scenes // 4 pairs, the rest from the scenes, all distinct.
         if args.batch_size > args.scenes // 2:
             raise InvalidInputError(
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     if (out / "config.json").is_file() and not args.overwrite:
         raise InvalidInputError(f"--out {out} already holds a model; pass --overwrite to replace it, or pick another folder")
 
-    from koclip.train import train
+    from koclip.training.train import train
 
     config = TrainConfig(**{name: getattr(args, name) for name in defaults})
     began = time.perf_counter()

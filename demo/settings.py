@@ -14,7 +14,8 @@ time they are used, so a test can change them.
                              (default: the app's embeddings/ folder; on a Space with persistent
                              storage, /data/embeddings). The galleries the app ships with (see
                              registry.ModelInfo.gallery) are offered wherever this points.
-  KOCLIP_COMPILATION_CACHE   where compiled Flax programs are kept, so a restarted server skips
+  KOCLIP_COMPILATION_CACHE   (read by koclip.models.backends) where compiled Flax programs are
+                             kept, so a restarted server skips
                              compiling (default: ~/.cache/koclip/xla; "off" turns it off)
 """
 
@@ -39,11 +40,6 @@ def embeddings_dir() -> Path:
     return Path(os.environ.get("KOCLIP_EMBEDDINGS") or SHIPPED_EMBEDDINGS)
 
 
-def compilation_cache_dir() -> Path | None:
-    value = os.environ.get("KOCLIP_COMPILATION_CACHE", "")
-    if value.lower() in ("off", "0", "none"):
-        return None
-    return Path(value or Path.home() / ".cache" / "koclip" / "xla")
 
 
 def shipped_gallery(model_name: str) -> Path | None:

@@ -8,7 +8,8 @@ LayerNorm `scale` <-> `weight`; Embed `embedding` <-> `weight`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict

@@ -9,7 +9,14 @@ import torch
 import transformers
 from torch import nn
 
-from koclip.config import POSITIONS_FROM_ZERO, ClipVisionConfig, ConvTowerConfig, KoCLIPConfig, RobertaConfig, VitConfig
+from koclip.models.config import (
+    POSITIONS_FROM_ZERO,
+    ClipVisionConfig,
+    ConvTowerConfig,
+    KoCLIPConfig,
+    RobertaConfig,
+    VitConfig,
+)
 
 # koclip's tower configs and the transformers configs that build the same towers in PyTorch.
 TRANSFORMERS_CONFIGS = {

@@ -72,7 +72,7 @@ def sample_photos() -> tuple[SamplePhoto, ...]:
 
 @dataclass(frozen=True)
 class SampleSource:
-    """The sample photos as an indexing source (see `indexing.Source`)."""
+    """The sample photos as an indexing source (see `koclip.search.sources.Source`)."""
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "samples"}

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from koclip.errors import KoCLIPError
-from koclip.indexing import Decoder, Job, encode
+from koclip.search.jobs import Decoder, Job, encode
 
 
 def _import_ray():

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,22 +26,25 @@ import optax
 from flax import serialization
 from tqdm.auto import tqdm
 
-from koclip import checkpoint, evaluate, scenes
+from koclip import checkpoint
 from koclip.api import KoCLIP
-from koclip.backends import FlaxBackend
-from koclip.config import (
+from koclip.data import scenes
+from koclip.data.datasets import open_dataset
+from koclip.errors import KoCLIPError
+from koclip.models.backends import FlaxBackend
+from koclip.models.config import (
     POSITIONS_FROM_ZERO,
     ClipVisionConfig,
     ConvTowerConfig,
     KoCLIPConfig,
     RobertaConfig,
 )
-from koclip.errors import KoCLIPError
-from koclip.model import DualEncoder, init_params
+from koclip.models.dual_encoder import DualEncoder, init_params
 from koclip.processing import pad_token_ids
-from koclip.recipe import TrainConfig
 from koclip.tokenizer import load as load_tokenizer
 from koclip.tokenizer import train_wordpiece
+from koclip.training import evaluate
+from koclip.training.recipe import TrainConfig
 from koclip.transform import ImageTransform
 
 TRAIN_STATE = "train_state.msgpack"
@@ -166,33 +169,11 @@ class SceneData:
         return [t for t, _ in picked], self.pixels[index], positives, (self.image_labels[index], text_labels)
 
 
-def open_dataset(name: str, split: str, image_column: str, text_column: str):
-    """A Hugging Face dataset by Hub name, saved-dataset folder or imagefolder, checked for its columns."""
-    import datasets
-
-    path = Path(name)
-    try:
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            ds = datasets.load_from_disk(name)
-        elif path.is_dir():
-            ds = datasets.load_dataset("imagefolder", data_dir=name, split=split)
-        else:
-            ds = datasets.load_dataset(name, split=split)
-    except (FileNotFoundError, ValueError, ConnectionError) as exc:
-        raise KoCLIPError(f"could not open dataset {name!r} (split {split!r}): {exc}") from None
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds[split]
-    for column in (image_column, text_column):
-        if column not in ds.column_names:
-            raise KoCLIPError(f"dataset {name!r} has no column {column!r}; it has {ds.column_names}")
-    return ds
-
-
 class DatasetData:
     """Any Hugging Face dataset with an image column and a caption column (a string or a list)."""
 
     def __init__(self, name: str, split: str, image_column: str, text_column: str, transform):
-        self.ds = open_dataset(name, split, image_column, text_column)
+        self.ds = open_dataset(name, split, (image_column, text_column))
         self.image_column, self.text_column, self.transform = image_column, text_column, transform
 
     def texts(self) -> Iterator[str]:

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from koclip import hub, indexing
+from koclip import hub
 from koclip.api import KoCLIP
 from koclip.errors import KoCLIPError
+from koclip.search import indexing, sources
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Status:
 
 
 class Build:
-    def __init__(self, out: Path, source: indexing.Source, model: KoCLIP, batch_size: int):
+    def __init__(self, out: Path, source: sources.Source, model: KoCLIP, batch_size: int):
         self.out = out
         self.source = source
         self.model = model
@@ -96,9 +97,9 @@ class Build:
             self._update(phase=FINISHED, done=manifest["count"], eta=0.0)
 
 
-def _check_hub(source: indexing.Source) -> None:
+def _check_hub(source: sources.Source) -> None:
     """Fail at once, not after huggingface_hub's retries (about 25 s), when a Hub dataset cannot be had."""
-    if not isinstance(source, indexing.DatasetSource) or Path(source.name).exists() or hub.offline():
+    if not isinstance(source, sources.DatasetSource) or Path(source.name).exists() or hub.offline():
         return  # offline, datasets looks in its cache only, and fails at once
     if not hub.reachable(HUB_TIMEOUT):
         raise KoCLIPError(
@@ -121,7 +122,7 @@ class Builds:
         self._builds: dict[Path, Build] = {}
         self._failures: dict[Path, list[float]] = {}  # when each failed build of a folder was replaced or seen
 
-    def start(self, out: str | Path, source: indexing.Source, model: KoCLIP, batch_size: int = 64) -> Build:
+    def start(self, out: str | Path, source: sources.Source, model: KoCLIP, batch_size: int = 64) -> Build:
         """Start building `out`, unless a build of it is running or has finished, or it failed too often
         lately (see retry_in); returns the build that stands for `out`."""
         out = Path(out).resolve()

@@ -4,7 +4,7 @@ A gallery directory holds:
   vectors.npy     (count, dim) float32 or float16, L2-normalised rows, memory-mapped when opened
   metadata.jsonl  one JSON object per row: source, width, height, caption (if any), thumbnail
   thumbs/         small JPEGs, so results can be shown without the original images
-  index/          (large galleries only) the arrays of an approximate index (koclip.ann)
+  index/          (large galleries only) the arrays of an approximate index (koclip.search.ann)
   manifest.json   model, dim, dtype, count, source, skipped inputs, and the index: its kind,
                   parameters and measured recall; for a model trained on generated scenes, how
                   many images are unlike them (unlike_training, koclip.domain); written last, so
@@ -13,7 +13,7 @@ A gallery directory holds:
 A gallery may come from anywhere, so opening one checks all of it before it is used: only regular
 files are read, each within a size bound; the manifest, every metadata row and every vector (finite,
 of unit length) are checked, and every array of an approximate index against what faiss relies on
-(koclip.ann). A gallery that fails is refused with a GalleryError saying what is wrong. Thumbnails
+(koclip.search.ann). A gallery that fails is refused with a GalleryError saying what is wrong. Thumbnails
 are read through `Gallery.thumbnail`, which never follows a symbolic link out of the gallery.
 
 Small galleries are searched exactly. A large one gets the approximate index that `ann.choose`
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from koclip import ann
-from koclip.ann import Hit, exact_search
 from koclip.atomic import open_inside, open_regular, read_bounded, recover_folder, recover_folders
 from koclip.errors import GalleryError, InvalidInputError
+from koclip.search import ann
+from koclip.search.ann import Hit, exact_search
 
 if TYPE_CHECKING:
     from koclip.api import KoCLIP
@@ -215,7 +215,7 @@ class Gallery:
         self.manifest = manifest
         self.vectors = vectors
         self.metadata = metadata  # one row per vector
-        self.index = index  # an approximate index (koclip.ann), or None for exact search
+        self.index = index  # an approximate index (koclip.search.ann), or None for exact search
         self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by ann.load
         self._signature = signature(path)
 
@@ -392,7 +392,7 @@ def probe(path: str | os.PathLike, timeout: float = PROBE_SECONDS) -> str | None
 
     script = (
         "import sys, numpy as np\n"
-        "from koclip.gallery import Gallery, PROBE_QUERIES\n"
+        "from koclip.search.gallery import Gallery, PROBE_QUERIES\n"
         "g = Gallery.open(sys.argv[1])\n"
         "rng = np.random.default_rng(0)\n"
         "q = rng.standard_normal((PROBE_QUERIES, g.vectors.shape[1])).astype(np.float32)\n"

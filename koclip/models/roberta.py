@@ -7,8 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from koclip.config import RobertaConfig
-from koclip.layers import (
+from koclip.models.config import RobertaConfig
+from koclip.models.layers import (
     DenseActivation,
     DenseOutput,
     Encoder,

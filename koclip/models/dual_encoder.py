@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from koclip.config import POSITIONS_FROM_ZERO, KoCLIPConfig
-from koclip.towers import text_tower, vision_tower
+from koclip.models.config import POSITIONS_FROM_ZERO, KoCLIPConfig
+from koclip.models.towers import text_tower, vision_tower
 
 
 def position_ids(attention_mask: jnp.ndarray, config: KoCLIPConfig) -> jnp.ndarray:

@@ -10,8 +10,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from koclip.config import ClipVisionConfig, VitConfig
-from koclip.layers import (
+from koclip.models.config import ClipVisionConfig, VitConfig
+from koclip.models.layers import (
     DenseActivation,
     DenseOutput,
     Encoder,

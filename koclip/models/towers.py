@@ -10,9 +10,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from koclip.config import ClipVisionConfig, ConvTowerConfig, KoCLIPConfig, VitConfig
-from koclip.roberta import RobertaTower
-from koclip.vision import ClipVisionTower, VitTower
+from koclip.models.config import ClipVisionConfig, ConvTowerConfig, KoCLIPConfig, VitConfig
+from koclip.models.roberta import RobertaTower
+from koclip.models.vision import ClipVisionTower, VitTower
 
 
 class ConvTower(nn.Module):

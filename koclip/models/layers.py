@@ -6,7 +6,8 @@ as they are and a tower initialised here with a given seed gets the same weights
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

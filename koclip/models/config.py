@@ -190,7 +190,7 @@ class KoCLIPConfig:
         return int(self.text_config.max_position_embeddings - self.text_config.pad_token_id - 1)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "KoCLIPConfig":
+    def from_dict(cls, d: dict[str, Any]) -> KoCLIPConfig:
         model_type = d.get("model_type")
         if model_type not in KNOWN_FORMATS:
             raise KoCLIPError(

@@ -5,15 +5,18 @@ Both take NumPy in (token ids and mask; NHWC pixels) and give L2-normalised floa
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from koclip import convert, settings
 from koclip.checkpoint import Checkpoint
-from koclip.config import KoCLIPConfig
 from koclip.errors import InvalidInputError, KoCLIPError
-from koclip.model import DualEncoder, param_shapes
+from koclip.models import convert
+from koclip.models.config import KoCLIPConfig
+from koclip.models.dual_encoder import DualEncoder, param_shapes
 
 BACKENDS = ("auto", "flax", "torch")
 PRECISIONS = ("float32", "bfloat16")
@@ -24,17 +27,24 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 TEXT_PARAMS = ("text_model", "text_projection")  # the text tower's top-level parameters
 
 
+def compilation_cache_dir() -> Path | None:
+    """Where compiled Flax programs are kept: KOCLIP_COMPILATION_CACHE (default ~/.cache/koclip/xla;
+    "off" turns the cache off)."""
+    value = os.environ.get("KOCLIP_COMPILATION_CACHE", "")
+    if value.lower() in ("off", "0", "none"):
+        return None
+    return Path(value or Path.home() / ".cache" / "koclip" / "xla")
+
+
 def use_compilation_cache() -> None:
-    """Keep compiled programs on disk (settings.compilation_cache_dir), unless the process already
-    chose a cache: a restarted server then loads each input shape's program instead of compiling it."""
-    folder = settings.compilation_cache_dir()
+    """Keep compiled programs on disk (compilation_cache_dir), unless the process already chose a
+    cache: a restarted server then loads each input shape's program instead of compiling it. Called
+    when the first Flax backend is made, not on import."""
+    folder = compilation_cache_dir()
     if folder is None or jax.config.jax_compilation_cache_dir is not None:
         return
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-
-
-use_compilation_cache()
 
 
 class FlaxBackend:
@@ -49,6 +59,7 @@ class FlaxBackend:
     compiles = True  # once per input shape: `KoCLIP.warm_up` does it ahead of the queries
 
     def __init__(self, config: KoCLIPConfig, params: dict):
+        use_compilation_cache()
         self.params = params
         self.logit_scale = float(np.asarray(params["logit_scale"]))
         self.compilations = 0  # traces, i.e. compilations: one per new input shape
@@ -121,7 +132,7 @@ class TorchBackend:
             )
         from transformers.modeling_utils import no_init_weights
 
-        from koclip.torch_model import TorchDualEncoder
+        from koclip.models.torch_twin import TorchDualEncoder
 
         self.torch = torch
         with no_init_weights():  # every weight comes from `state` (a missing one is refused below): 4 s saved

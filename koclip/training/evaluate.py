@@ -10,15 +10,17 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from koclip import scenes
-from koclip.api import DEFAULT_TEMPLATE, KoCLIP
+from koclip.api import KoCLIP
+from koclip.data import scenes
 from koclip.patches import grid_boxes
+from koclip.registry import DEFAULT_TEMPLATE
 
 COLOR_LABEL = "{} 것"  # "빨간 것": a bare adjective needs a noun to read as Korean
 PAIRS = tuple((shape, color) for color in scenes.COLORS for shape in scenes.SHAPES)
@@ -359,9 +361,9 @@ def _put(tree: dict, path: tuple[str, ...], value) -> None:
 
 def evaluate_dataset(model: KoCLIP, name: str, split: str, image_column: str, text_column: str, n: int) -> dict:
     """Recall@1/5/10 on the first `n` rows of a captioned dataset (the first caption of each row)."""
-    from koclip.train import open_dataset
+    from koclip.data.datasets import open_dataset
 
-    rows = open_dataset(name, split, image_column, text_column)
+    rows = open_dataset(name, split, (image_column, text_column))
     rows = rows.select(range(min(n, len(rows))))
     captions = [t if isinstance(t, str) else t[0] for t in rows[text_column]]
     return {"model": model.name, "data": name, "split": split, "n": len(rows),

@@ -1,0 +1,1 @@
+"""Search: galleries of image embeddings, their indexes, and how galleries are built."""

@@ -1,0 +1,236 @@
+"""One gallery being built: its inputs cut into chunks, each decoded (pixels, thumbnails, metadata),
+encoded and saved under `OUT/.partial/` so that a stopped run resumes, then assembled into the gallery
+files with `manifest.json` written last. The engines (koclip.search.indexing) run the chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from koclip import domain
+from koclip.api import KoCLIP
+from koclip.atomic import write_atomic
+from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
+from koclip.images import open_image
+from koclip.search import ann, gallery
+from koclip.search.sources import Key, Source
+
+THUMB_SIDE = 256
+THUMB_QUALITY = 85
+PARTIAL = ".partial"
+MAX_SKIPPED_LISTED = 1_000  # unreadable inputs the manifest names (it counts them all), keeping it small
+
+def thumbnail_name(position: int) -> str:
+    return f"{gallery.THUMBS}/{position:07d}.jpg"
+
+
+def thumbnail_jpeg(image: Image.Image) -> bytes:
+    """A small JPEG of `image`, at most THUMB_SIDE pixels a side, to show beside results."""
+    small = image.copy()
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=THUMB_QUALITY)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """Turns a batch of (position, key) into pixels, thumbnails and metadata; unreadable images
+    are kept as rows with `ok` False, zero pixels and the reason in `record`."""
+
+    source: Source
+    transform: Any  # the model's image preprocessing (`KoCLIP.image_transform`)
+    pixel_shape: tuple[int, ...]
+    # For a model trained on generated scenes: mark the images unlike them (koclip.domain).
+    check_domain: bool = False
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        positions = [int(p) for p in batch["position"]]
+        keys = batch["key"].tolist()
+        ok = np.zeros(len(keys), bool)
+        unlike = np.zeros(len(keys), bool)
+        records, thumbs, images = [], [], []
+        for row, (position, key) in enumerate(zip(positions, keys)):
+            try:
+                raw, extra = self.source.read(key)
+                image = open_image(raw)
+            except InvalidImageError as exc:
+                records.append(json.dumps({"source": key, "reason": str(exc)}, ensure_ascii=False))
+                thumbs.append(b"")
+                continue
+            ok[row] = True
+            unlike[row] = self.check_domain and domain.scene_likeness(image) < domain.THRESHOLD
+            record = {"source": key, "width": image.width, "height": image.height, **extra,
+                      "thumbnail": thumbnail_name(position)}
+            records.append(json.dumps(record, ensure_ascii=False))
+            thumbs.append(thumbnail_jpeg(image))
+            images.append(image)
+        pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
+        if images:
+            pixels[ok] = self.transform(images)
+        return {"position": np.array(positions, np.int64), "ok": ok, "unlike": unlike, "record": np.array(records, object),
+                "thumb": np.array(thumbs, object), "pixels": pixels}
+
+
+def encode(model: KoCLIP, batch: dict[str, np.ndarray]) -> np.ndarray:
+    """Embeddings for the readable rows of a decoded batch; zeros for the others."""
+    vectors = np.zeros((len(batch["ok"]), model.dim), np.float32)
+    if batch["ok"].any():
+        vectors[batch["ok"]] = model.encode_pixels(batch["pixels"][batch["ok"]])
+    return vectors
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder, if it is there."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+class Job:
+    """One gallery being built: its chunks, which of them are done, and the final assembly."""
+
+    def __init__(self, out: Path, keys: Sequence[Key], batch_size: int, identity: dict[str, Any]):
+        self.out = out
+        self.partial = out / PARTIAL
+        self.keys = list(keys)
+        self.batch_size = batch_size
+        self.identity = identity
+
+    @classmethod
+    def start(cls, out: str | os.PathLike, keys: Sequence[Key], batch_size: int, identity: dict[str, Any]) -> Job:
+        """Prepare `out`, keeping the finished chunks of an interrupted run of the same job."""
+        # The inputs' digest: a folder whose files changed since the interrupted run starts over.
+        digest = hashlib.sha256(json.dumps(list(keys), ensure_ascii=False).encode()).hexdigest()[:16]
+        job = cls(Path(out), keys, batch_size, {**identity, "batch_size": batch_size, "inputs": digest})
+        if (job.out / gallery.MANIFEST).exists():
+            raise GalleryError(f"{job.out} already holds a gallery; pass --overwrite to replace it")
+        if job.out.is_dir() and any(job.out.iterdir()) and not job.partial.is_dir():
+            raise GalleryError(f"{job.out} is not empty and is not a gallery; choose another --out")
+        stamp = job.partial / "job.json"
+        if job.partial.is_dir() and (not stamp.is_file() or json.loads(stamp.read_text()) != job.identity):
+            print(f"{job.out}: the unfinished run there used other settings; starting over", file=sys.stderr)
+            shutil.rmtree(job.partial)
+            remove(job.out / gallery.THUMBS)
+        (job.out / gallery.THUMBS).mkdir(parents=True, exist_ok=True)
+        job.partial.mkdir(exist_ok=True)
+        write_atomic(stamp, json.dumps(job.identity, sort_keys=True).encode())
+        return job
+
+    @property
+    def chunk_count(self) -> int:
+        return -(-len(self.keys) // self.batch_size)
+
+    def chunk_length(self, index: int) -> int:
+        return min(self.batch_size, len(self.keys) - index * self.batch_size)
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        """The (position, key) batch of chunk `index`, as the `Decoder` takes it."""
+        start = index * self.batch_size
+        keys = self.keys[start : start + self.batch_size]
+        return {"position": np.arange(start, start + len(keys)), "key": np.array(keys)}
+
+    def _chunk_file(self, index: int, suffix: str) -> Path:
+        return self.partial / f"{index:06d}{suffix}"
+
+    def pending(self) -> list[int]:
+        # The .json file is written after the chunk's vectors and thumbnails: it marks it done.
+        return [i for i in range(self.chunk_count) if not self._chunk_file(i, ".json").is_file()]
+
+    def commit(self, index: int, batch: dict[str, np.ndarray]) -> None:
+        """Save a finished chunk: rows in position order, with a `vector` column."""
+        ok = batch["ok"]
+        for position, thumb in zip(batch["position"][ok], batch["thumb"][ok]):
+            (self.out / thumbnail_name(int(position))).write_bytes(thumb)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(batch["vector"][ok], np.float32))
+        write_atomic(self._chunk_file(index, ".npy"), buffer.getvalue())
+        records = [json.loads(r) for r in batch["record"]]
+        done = {"rows": [r for r, good in zip(records, ok) if good],
+                "skipped": [r for r, good in zip(records, ok) if not good],
+                "unlike_training": int(batch["unlike"].sum())}
+        write_atomic(self._chunk_file(index, ".json"), json.dumps(done, ensure_ascii=False).encode())
+
+    def finish(self, model: KoCLIP, dtype: str, source: dict[str, Any], ann_threshold: int,
+               model_path: str | None = None, memory_budget: int = ann.DEFAULT_BUDGET,
+               target_recall: float = ann.TARGET_RECALL, log: Callable[[str], None] = lambda message: None,
+               ) -> dict[str, Any]:
+        """Assemble the gallery files from the chunks, choose its search index, then write the manifest."""
+        rows: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        unlike = 0
+        for i in range(self.chunk_count):
+            done = json.loads(self._chunk_file(i, ".json").read_text(encoding="utf-8"))
+            rows += done["rows"]
+            skipped += done["skipped"]
+            unlike += done.get("unlike_training", 0)
+        if not rows:
+            first = skipped[0]
+            raise KoCLIPError(
+                f"none of the {len(skipped)} inputs could be read as an image (the first, {first['source']}: "
+                f"{first['reason']}); no gallery was written"
+            )
+        tmp = self.out / (gallery.VECTORS + ".tmp")
+        vectors = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(rows), model.dim))
+        start = 0
+        for i in range(self.chunk_count):
+            part = np.load(self._chunk_file(i, ".npy"), allow_pickle=False)
+            vectors[start : start + len(part)] = part
+            start += len(part)
+        vectors.flush()
+        del vectors
+        os.replace(tmp, self.out / gallery.VECTORS)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_atomic(self.out / gallery.METADATA, lines.encode())
+        remove(self.out / gallery.INDEX_DIR)
+        tuning = None
+        if len(rows) >= max(ann_threshold, ann.MIN_ROWS):
+            final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
+            log(f"choosing a search index for {len(rows):,} rows (memory budget {ann.size_text(memory_budget)}, "
+                f"target recall@10 {target_recall})")
+            choice = ann.choose(final, memory_budget, target_recall, log=log,
+                                texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]))
+            if choice.index is not None:
+                ann.save(choice.index, self.out)
+            tuning = choice.manifest()
+            log(f"chose {choice.describe()}")
+        manifest = {
+            "format_version": gallery.FORMAT_VERSION,
+            "model": model.name,
+            "model_revision": model.revision,
+            "model_path": model_path,
+            "dim": model.dim,
+            "dtype": dtype,
+            "count": len(rows),
+            "index": tuning["kind"] if tuning else gallery.EXACT,
+            "index_tuning": tuning,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "source": source,
+            "skipped": skipped[:MAX_SKIPPED_LISTED],
+            "skipped_count": len(skipped),
+        }
+        if not domain.trained_on_photos(model):
+            manifest["unlike_training"] = unlike  # images unlike the generated scenes the model knows
+        write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+        shutil.rmtree(self.partial)
+        return manifest
+
+
+def _caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
+    """Text embeddings of the rows' captions (rows without one are left out): queries like a visitor's."""
+    captions = [row["caption"] for row in rows if isinstance(row.get("caption"), str) and row["caption"].strip()]
+    return model.encode_text(captions) if captions else np.zeros((0, model.dim), np.float32)
+

@@ -1,0 +1,1 @@
+"""Training koclip-mini and models like it, and evaluating any model."""
