@@ -70,12 +70,33 @@ def server(tree: Path, compilation_cache: Path):
     passed, pid)."""
     port = free_port()
     launched = time.monotonic()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "KOCLIP_MODEL": "koclip-mini",
-           "KOCLIP_COMPILATION_CACHE": str(compilation_cache), "PYTHONPATH": str(tree)}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "KOCLIP_MODEL": "koclip-mini",
+        "KOCLIP_COMPILATION_CACHE": str(compilation_cache),
+        "PYTHONPATH": str(tree),
+    }
     process = subprocess.Popen(
-        [str(PYTHON), "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(PYTHON),
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -234,8 +255,12 @@ def main() -> None:
         trees = {"this tree": ROOT}
         if args.baseline:
             baseline = Path(scratch) / "baseline"
-            subprocess.run(["git", "worktree", "add", "--detach", str(baseline), args.baseline], cwd=ROOT, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(baseline), args.baseline],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
             trees = {args.baseline: baseline, **trees}
         try:
             for name, tree in trees.items():

@@ -116,7 +116,9 @@ def fresh_process_seconds(cache: str, tree: Path) -> float:
     """The script above in a new interpreter that imports koclip from `tree` (a checkout)."""
     env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
     env |= {"KOCLIP_COMPILATION_CACHE": cache, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], cwd=tree, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -125,17 +127,23 @@ def steady_state(name: str, repeats: int, images: list[Image.Image]) -> None:
     torch_model = koclip.random_model(name, backend="torch")
     auto = backends.resolve("auto", backends.weight_count(flax_model.backend.params))
     query = text_of(flax_model, 12)
-    print(f"## 1. Steady state (koclip.load's backend=\"auto\" runs {auto} for this model here)")
+    print(f'## 1. Steady state (koclip.load\'s backend="auto" runs {auto} for this model here)')
     print("| workload | Flax (XLA) | PyTorch eager | NumPy floor | Flax / PyTorch | fastest / floor |")
     print("|---|---|---|---|---|---|")
     flax_s = steady(lambda: flax_model.encode_text([query]), repeats)
     torch_s = steady(lambda: torch_model.encode_text([query]), repeats)
     floor_s = steady(linear_floor(flax_model, 12, repeats), repeats)
-    print(f"| text, 12 tokens | {flax_s * 1e3:.0f} ms | {torch_s * 1e3:.0f} ms | {floor_s * 1e3:.0f} ms "
-          f"| {flax_s / torch_s:.2f} | {min(flax_s, torch_s) / floor_s:.2f} |", flush=True)
+    print(
+        f"| text, 12 tokens | {flax_s * 1e3:.0f} ms | {torch_s * 1e3:.0f} ms | {floor_s * 1e3:.0f} ms "
+        f"| {flax_s / torch_s:.2f} | {min(flax_s, torch_s) / floor_s:.2f} |",
+        flush=True,
+    )
     before_s = steady(flax_layout_text(flax_model, query), repeats)
-    print(f"| text, 12 tokens, Flax with the text kernels in Flax's own layout (before) | {before_s * 1e3:.0f} ms "
-          f"| – | – | {before_s / torch_s:.2f} | – |", flush=True)
+    print(
+        f"| text, 12 tokens, Flax with the text kernels in Flax's own layout (before) | {before_s * 1e3:.0f} ms "
+        f"| – | – | {before_s / torch_s:.2f} | – |",
+        flush=True,
+    )
     for count in sorted({1, 16, len(images)}):
         batch = images[:count]
         times = max(1, repeats // (2 if count > 16 else 1))
@@ -144,12 +152,14 @@ def steady_state(name: str, repeats: int, images: list[Image.Image]) -> None:
         print(f"| images x{count} | {flax_s:.2f} s | {torch_s:.2f} s | – | {flax_s / torch_s:.2f} | – |", flush=True)
 
     half = koclip.random_model(name, backend="torch", precision="bfloat16")
-    print("\n## 1b. precision=\"bfloat16\" (opt-in, PyTorch): speed and agreement with float32")
+    print('\n## 1b. precision="bfloat16" (opt-in, PyTorch): speed and agreement with float32')
     print("| workload | PyTorch float32 | PyTorch bfloat16 | speed-up | lowest cosine to float32 |")
     print("|---|---|---|---|---|")
     texts = [text_of(flax_model, n) for n in (4, 12, 30, 60)]
-    workloads = {"text, 12 tokens": (lambda m: m.encode_text([query]), lambda m: m.encode_text(texts)),
-                 f"images x{len(images)}": (lambda m: m.encode_image(images), lambda m: m.encode_image(images))}
+    workloads = {
+        "text, 12 tokens": (lambda m: m.encode_text([query]), lambda m: m.encode_text(texts)),
+        f"images x{len(images)}": (lambda m: m.encode_image(images), lambda m: m.encode_image(images)),
+    }
     for label, (work, agreement) in workloads.items():
         full_s, half_s = steady(lambda: work(torch_model), 3), steady(lambda: work(half), 3)
         cosine = float((agreement(torch_model) * agreement(half)).sum(axis=1).min())
@@ -175,8 +185,10 @@ def first_queries(name: str) -> None:
     lengths = np.random.default_rng(1).integers(1, 201, STREAM)
     for n in lengths:
         warm.encode_text([text_of(warm, int(n))])
-    print(f"\nwarm_up() took {warm_up_s:.0f} s (in the background after a load); then {STREAM} queries of "
-          f"{lengths.min()}–{lengths.max()} tokens compiled {warm.backend.compilations - compiled} times.")
+    print(
+        f"\nwarm_up() took {warm_up_s:.0f} s (in the background after a load); then {STREAM} queries of "
+        f"{lengths.min()}–{lengths.max()} tokens compiled {warm.backend.compilations - compiled} times."
+    )
 
 
 def startup(baseline: str | None) -> None:
@@ -187,8 +199,12 @@ def startup(baseline: str | None) -> None:
         trees = {"this checkout": ROOT}
         if baseline:
             trees = {baseline: Path(scratch) / "baseline", **trees}
-            subprocess.run(["git", "worktree", "add", "--detach", str(trees[baseline]), baseline], cwd=ROOT,
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(trees[baseline]), baseline],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
         try:
             for label, tree in trees.items():
                 with tempfile.TemporaryDirectory() as cache:
@@ -197,7 +213,9 @@ def startup(baseline: str | None) -> None:
                 print(f"| {label} | {empty:.2f} | {filled:.2f} |", flush=True)
         finally:
             if baseline:
-                subprocess.run(["git", "worktree", "remove", "--force", str(trees[baseline])], cwd=ROOT, capture_output=True)
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(trees[baseline])], cwd=ROOT, capture_output=True
+                )
 
 
 def main() -> None:
@@ -206,7 +224,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=64, help="the large image batch")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run (default: all)")
-    parser.add_argument("--baseline", metavar="REV", help="part 3: also time this git revision, in a temporary worktree")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="part 3: also time this git revision, in a temporary worktree"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"{os.cpu_count()} cores; {args.model} with random weights; medians of {args.repeats}\n")

@@ -89,11 +89,17 @@ def main() -> None:
             floor = encode_floor(model)
             # First use on a fresh server: the build includes compiling the batch shapes it meets.
             wall, status = timed_build(root / f"{name}-samples", samples.SampleSource(), model, batch_size=16)
-            print(f"| {model.name} | sample photos (first use) | {count} | {wall:.1f} s | {count / wall:.1f} | "
-                  f"{floor:.1f} | {count / wall / floor:.2f} |", flush=True)
+            print(
+                f"| {model.name} | sample photos (first use) | {count} | {wall:.1f} s | {count / wall:.1f} | "
+                f"{floor:.1f} | {count / wall / floor:.2f} |",
+                flush=True,
+            )
             wall, status = timed_build(root / f"{name}-dataset", source, model, batch_size=64)
-            print(f"| {model.name} | Hub-style dataset, 640x480 JPEG | {args.images} | {wall:.1f} s | "
-                  f"{status.rate:.1f} | {floor:.1f} | {status.rate / floor:.2f} |", flush=True)
+            print(
+                f"| {model.name} | Hub-style dataset, 640x480 JPEG | {args.images} | {wall:.1f} s | "
+                f"{status.rate:.1f} | {floor:.1f} | {status.rate / floor:.2f} |",
+                flush=True,
+            )
             del model
 
 

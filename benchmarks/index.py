@@ -53,9 +53,15 @@ def main() -> None:
         print("|---|---|---|---|")
         for engine in args.engines.split(","):
             start = time.perf_counter()
-            manifest = indexing.build(sources.FolderSource(folder), model, tmp_path / engine,
-                                      batch_size=args.batch_size, engine=engine, workers=args.workers,
-                                      progress=False)
+            manifest = indexing.build(
+                sources.FolderSource(folder),
+                model,
+                tmp_path / engine,
+                batch_size=args.batch_size,
+                engine=engine,
+                workers=args.workers,
+                progress=False,
+            )
             seconds = time.perf_counter() - start
             label = f"ray ({args.workers} actor{'s' * (args.workers > 1)})" if engine == "ray" else engine
             print(f"| {label} | {manifest['count']} | {seconds:.1f} | {manifest['count'] / seconds:.1f} |", flush=True)

@@ -55,8 +55,10 @@ class Table:
     def row(self, label: str, method: str, build_s: float | None, memory: int, seconds: np.ndarray, recall: float):
         build = "–" if build_s is None else f"{build_s:.1f}"
         p50, p99 = np.percentile(seconds, [50, 99]) * 1e3
-        print(f"| {label} | {method} | {build} | {memory / 2**20:,.1f} | {p50:.2f} | {p99:.2f} | {recall:.3f} |",
-              flush=True)
+        print(
+            f"| {label} | {method} | {build} | {memory / 2**20:,.1f} | {p50:.2f} | {p99:.2f} | {recall:.3f} |",
+            flush=True,
+        )
 
 
 def faiss_peer(make, vectors: np.ndarray, queries: np.ndarray, truth, settings, apply):
@@ -87,8 +89,16 @@ def short_of(measured: float) -> str:
     return "" if measured >= PEER_TARGET else f" (the widest tried; never reached {PEER_TARGET})"
 
 
-def run(table: Table, label: str, vectors: np.ndarray, queries: np.ndarray, peers: bool, hnsw_max: int,
-        budget: int, texts_of=None) -> None:
+def run(
+    table: Table,
+    label: str,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    peers: bool,
+    hnsw_max: int,
+    budget: int,
+    texts_of=None,
+) -> None:
     count, dim = vectors.shape
     _, seconds = latencies(lambda q: ann.exact_search(vectors, q, K), queries[: 50 if count > 200_000 else None])
     truth = ann.exact_search(vectors, queries, K)
@@ -101,7 +111,9 @@ def run(table: Table, label: str, vectors: np.ndarray, queries: np.ndarray, peer
     if index is None:
         found, seconds = latencies(lambda q: ann.exact_search(vectors, q, K), queries)
     else:
-        found, seconds = latencies(lambda q: ann.rescore(vectors, q, index.candidates(q, max(choice.rerank, K)), K), queries)
+        found, seconds = latencies(
+            lambda q: ann.rescore(vectors, q, index.candidates(q, max(choice.rerank, K)), K), queries
+        )
     settings = ", ".join(f"{k} {v}" for k, v in choice.params.items() if k not in ("entry_point", "max_level"))
     how = f"{settings}; {choice.rerank} rescored; " if choice.index is not None else ""
     method = f"**koclip: {choice.kind}** ({how}held-out recall {choice.recall:.3f})"
@@ -111,37 +123,64 @@ def run(table: Table, label: str, vectors: np.ndarray, queries: np.ndarray, peer
     before = ann.PQScan.train(vectors, m=ann.subquantizers(dim, dim // 2))
     build_s = time.perf_counter() - start
     found, seconds = latencies(lambda q: ann.rescore(vectors, q, before.candidates(q, 400), K), queries)
-    table.row(label, f"koclip before: pq{before.params()['m']}x4 scan, {len(before.parts)} slice(s), 400 rescored",
-              build_s, before.memory(), seconds, ann.recall(found, truth))
+    table.row(
+        label,
+        f"koclip before: pq{before.params()['m']}x4 scan, {len(before.parts)} slice(s), 400 rescored",
+        build_s,
+        before.memory(),
+        seconds,
+        ann.recall(found, truth),
+    )
     if not peers:
         return
     if count <= hnsw_max:
         build_s, memory, ef, seconds, measured = faiss_peer(
-            lambda faiss, d: faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT), vectors, queries, truth,
-            [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], lambda index, ef: setattr(index.hnsw, "efSearch", ef))
+            lambda faiss, d: faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT),
+            vectors,
+            queries,
+            truth,
+            [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+            lambda index, ef: setattr(index.hnsw, "efSearch", ef),
+        )
         table.row(label, f"faiss HNSWFlat M=32, efSearch {ef}{short_of(measured)}", build_s, memory, seconds, measured)
     nlist = max(1, int(np.sqrt(count)))
     build_s, memory, nprobe, seconds, measured = faiss_peer(
         lambda faiss, d: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT),
-        vectors, queries, truth, [2**i for i in range(int(np.log2(nlist)) + 1)],
-        lambda index, n: setattr(index, "nprobe", n))
-    table.row(label, f"faiss IVFFlat {nlist} lists, nprobe {nprobe}{short_of(measured)}", build_s, memory, seconds,
-              measured)
+        vectors,
+        queries,
+        truth,
+        [2**i for i in range(int(np.log2(nlist)) + 1)],
+        lambda index, n: setattr(index, "nprobe", n),
+    )
+    table.row(
+        label, f"faiss IVFFlat {nlist} lists, nprobe {nprobe}{short_of(measured)}", build_s, memory, seconds, measured
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", default="clustered:1000000,real:100000,uniform:1000000",
-                        help="comma-separated NAME:COUNT, NAME one of clustered, real, uniform")
+    parser.add_argument(
+        "--sets",
+        default="clustered:1000000,real:100000,uniform:1000000",
+        help="comma-separated NAME:COUNT, NAME one of clustered, real, uniform",
+    )
     parser.add_argument("--dim", type=int, default=512, help="dimensions of the synthetic sets (real: the model's)")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--memory-budget", type=ann.parse_size, default=ann.DEFAULT_BUDGET, metavar="SIZE",
-                        help="koclip's index memory budget, as for `index --memory-budget` (default: 2G); a tenth "
-                             "of a 10M-row budget on 1M rows simulates that gallery's index")
+    parser.add_argument(
+        "--memory-budget",
+        type=ann.parse_size,
+        default=ann.DEFAULT_BUDGET,
+        metavar="SIZE",
+        help="koclip's index memory budget, as for `index --memory-budget` (default: 2G); a tenth "
+        "of a 10M-row budget on 1M rows simulates that gallery's index",
+    )
     parser.add_argument("--no-peers", action="store_true", help="leave out the faiss HNSW and IVF peers")
-    parser.add_argument("--hnsw-max", type=int, default=200_000,
-                        help="largest set the HNSW peer is built for (default: %(default)s; 1M takes many minutes "
-                             "and over 2 GiB)")
+    parser.add_argument(
+        "--hnsw-max",
+        type=int,
+        default=200_000,
+        help="largest set the HNSW peer is built for (default: %(default)s; 1M takes many minutes and over 2 GiB)",
+    )
     args = parser.parse_args()
     print(f"{ann.cores()} cores, {args.queries} single queries per method, k={K}\n")
     table = Table()
@@ -155,8 +194,16 @@ def main() -> None:
             del vectors
             mapped = np.load(path, mmap_mode="r")
             label = f"{int(count):,} {name} ({mapped.shape[1]}-d)"
-            run(table, label, mapped, np.ascontiguousarray(queries, np.float32), not args.no_peers, args.hnsw_max,
-                args.memory_budget, datasets.real_captions if name == "real" else None)
+            run(
+                table,
+                label,
+                mapped,
+                np.ascontiguousarray(queries, np.float32),
+                not args.no_peers,
+                args.hnsw_max,
+                args.memory_budget,
+                datasets.real_captions if name == "real" else None,
+            )
             path.unlink()
 
 

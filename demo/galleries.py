@@ -96,8 +96,10 @@ def encode_uploads(model, files) -> tuple[gallery.Gallery | None, list[str]]:
     for file in files[:MAX_UPLOADS]:
         pixels += _header_pixels(file)
         if pixels > MAX_UPLOAD_MEGAPIXELS * 1e6:
-            notes.append(f"Only the first {len(images)} photos were used: with the next they would hold over "
-                         f"{MAX_UPLOAD_MEGAPIXELS} megapixels, the most one visitor's photos may.")
+            notes.append(
+                f"Only the first {len(images)} photos were used: with the next they would hold over "
+                f"{MAX_UPLOAD_MEGAPIXELS} megapixels, the most one visitor's photos may."
+            )
             break
         image = inputs.open_upload(file)
         if image is not None:

@@ -14,8 +14,18 @@ from koclip.patches import PatchRanking
 # Viridis at nine even steps: dark blue for the lowest score, yellow for the highest. It reads in
 # greyscale and to colour-blind eyes, and its brightness rises steadily with the value.
 VIRIDIS = np.array(
-    [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
-     [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]], dtype=np.float32,
+    [
+        [68, 1, 84],
+        [71, 44, 122],
+        [59, 81, 139],
+        [44, 113, 142],
+        [33, 144, 141],
+        [39, 173, 129],
+        [92, 200, 99],
+        [170, 220, 50],
+        [253, 231, 37],
+    ],
+    dtype=np.float32,
 )
 OVERLAY_ALPHA = 0.55  # enough colour to read the scale, enough image to see what each cell holds
 
@@ -38,15 +48,19 @@ class HeatMap:
 
     def figure(self, gap: int = 12) -> Image.Image:
         """The image and its colour bar side by side, as one picture."""
-        out = Image.new("RGB", (self.image.width + gap + self.colour_bar.width,
-                                max(self.image.height, self.colour_bar.height)), (255, 255, 255))
+        out = Image.new(
+            "RGB",
+            (self.image.width + gap + self.colour_bar.width, max(self.image.height, self.colour_bar.height)),
+            (255, 255, 255),
+        )
         out.paste(self.image, (0, (out.height - self.image.height) // 2))
         out.paste(self.colour_bar, (self.image.width + gap, (out.height - self.colour_bar.height) // 2))
         return out
 
 
-def heatmap(image: ImageInput, ranking: PatchRanking, scores: np.ndarray, label: str, percent: bool = False,
-            size: int = 640) -> HeatMap:
+def heatmap(
+    image: ImageInput, ranking: PatchRanking, scores: np.ndarray, label: str, percent: bool = False, size: int = 640
+) -> HeatMap:
     """Cells coloured by `scores` on a scale from their lowest to their highest value, with its colour bar;
     drawn with the image's longer side at `size` pixels."""
     image = open_image(image).convert("RGB")

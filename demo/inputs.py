@@ -58,7 +58,8 @@ def answer(model: koclip.KoCLIP, work: Callable[[], object]):
     waiting = (
         f"Computing the first answer of {model.name} on this server: it compiles the model first, which "
         "takes seconds, up to a minute on a busy machine. Later answers come at once…"
-        if first and model.backend.compiles else "Computing…"
+        if first and model.backend.compiles
+        else "Computing…"
     )
     try:
         with st.spinner(waiting, show_time=first):
@@ -135,10 +136,14 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
         )
     unknown = model.unknown_words(query)
     if unknown and not model.can_read(query):
-        st.warning(f"{model.name} knows none of the words in “{quote(query)}”, so it has no answer. {vocabulary_hint(model)}")
+        st.warning(
+            f"{model.name} knows none of the words in “{quote(query)}”, so it has no answer. {vocabulary_hint(model)}"
+        )
         return None
     if unknown:
-        st.warning(f"{model.name} does not know {listed(unknown)}: that part of the query is ignored. {vocabulary_hint(model)}")
+        st.warning(
+            f"{model.name} does not know {listed(unknown)}: that part of the query is ignored. {vocabulary_hint(model)}"
+        )
     return query
 
 

@@ -57,19 +57,29 @@ def enlarge(result: dict[str, Any], rank: int, where: str) -> None:
             st.caption(f"Original size: {result['width']}×{result['height']} pixels")
 
 
-def cards(results: list[dict[str, Any]], columns: int, key: str, where: str,
-          more_like: Callable[[dict[str, Any]], None]) -> None:
+def cards(
+    results: list[dict[str, Any]], columns: int, key: str, where: str, more_like: Callable[[dict[str, Any]], None]
+) -> None:
     """One card per result, best first: the picture (`picture`, thumbnail bytes or None), a bar for its
     score, a caption line, and buttons to enlarge it or to search for images like it (`more_like`,
     called with the result)."""
     grid = st.columns(columns)
     for rank, result in enumerate(results, 1):
         with grid[(rank - 1) % columns], st.container(border=True):
-            st.image(square(result["picture"]), width="stretch",
-                     caption=None if result["picture"] is not None else "no picture: its thumbnail is missing or unfit")
+            st.image(
+                square(result["picture"]),
+                width="stretch",
+                caption=None if result["picture"] is not None else "no picture: its thumbnail is missing or unfit",
+            )
             st.progress(min(max(result["score"], 0.0), 1.0), text=f"#{rank} · {result['score']:.3f}")
             one_line(result.get("caption") or "")
             if st.button("Enlarge", key=f"{key}_enlarge_{rank}", icon=":material/open_in_full:", width="stretch"):
                 enlarge(result, rank, where)
-            st.button("More like this", key=f"{key}_like_{rank - 1}", icon=":material/image_search:",
-                      on_click=more_like, args=(result,), width="stretch")
+            st.button(
+                "More like this",
+                key=f"{key}_like_{rank - 1}",
+                icon=":material/image_search:",
+                on_click=more_like,
+                args=(result,),
+                width="stretch",
+            )

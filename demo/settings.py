@@ -40,8 +40,6 @@ def embeddings_dir() -> Path:
     return Path(os.environ.get("KOCLIP_EMBEDDINGS") or SHIPPED_EMBEDDINGS)
 
 
-
-
 def shipped_gallery(model_name: str) -> Path | None:
     """The gallery that ships with the app for `model_name` (see registry.ModelInfo.gallery), if any."""
     info = registry.lookup(model_name)

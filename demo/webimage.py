@@ -64,8 +64,10 @@ class _Hop:
 
 
 def _malformed(url: str, exc: ValueError) -> FetchError:
-    return FetchError(f"{url[:100]!r} is not a well-formed URL ({exc}); an IPv6 address goes in square "
-                      "brackets, as in http://[2001:db8::1]/cat.jpg")
+    return FetchError(
+        f"{url[:100]!r} is not a well-formed URL ({exc}); an IPv6 address goes in square "
+        "brackets, as in http://[2001:db8::1]/cat.jpg"
+    )
 
 
 def _resolve(host: str, port: int, deadline: float) -> list[tuple]:
@@ -169,8 +171,9 @@ def fetch_bytes(
         try:
             hop = _vet(url, allow_loopback, deadline)
         except TimeoutError:
-            raise FetchError(f"{url[:100]} did not answer within {timeout:.0f} seconds: looking up its host "
-                             "took too long") from None
+            raise FetchError(
+                f"{url[:100]} did not answer within {timeout:.0f} seconds: looking up its host took too long"
+            ) from None
         connection_type = _PinnedHTTPS if hop.scheme == "https" else _PinnedHTTP
         connection = connection_type(hop, timeout=max(deadline - time.monotonic(), 0.01))
         watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), connection.expire)
@@ -201,8 +204,9 @@ def fetch_bytes(
     raise FetchError(f"more than {MAX_REDIRECTS} redirects; stopped at {url[:100]}")
 
 
-def _read_capped(connection: _PinnedHTTP, sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int,
-                 deadline: float) -> bytes:
+def _read_capped(
+    connection: _PinnedHTTP, sock: socket.socket, response: http.client.HTTPResponse, max_bytes: int, deadline: float
+) -> bytes:
     """Stream the body, stopping as soon as it passes `max_bytes` or the deadline."""
     too_large = FetchError(f"the image is larger than the {max_bytes / 2**20:.0f} MiB limit")
     length = response.getheader("Content-Length")

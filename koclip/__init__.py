@@ -25,10 +25,17 @@ _LAZY = {"load": "koclip.api", "random_model": "koclip.api", "KoCLIP": "koclip.a
 # Modules that moved into the package's folders, under the names users may have imported them by:
 # `import koclip.gallery` and `from koclip import gallery` give koclip.search.gallery itself.
 MOVED = {
-    "gallery": "koclip.search.gallery", "ann": "koclip.search.ann", "indexing": "koclip.search.indexing",
-    "scenes": "koclip.data.scenes", "samples": "koclip.data.samples",
-    "train": "koclip.training.train", "evaluate": "koclip.training.evaluate", "recipe": "koclip.training.recipe",
-    "config": "koclip.models.config", "backends": "koclip.models.backends", "model": "koclip.models.dual_encoder",
+    "gallery": "koclip.search.gallery",
+    "ann": "koclip.search.ann",
+    "indexing": "koclip.search.indexing",
+    "scenes": "koclip.data.scenes",
+    "samples": "koclip.data.samples",
+    "train": "koclip.training.train",
+    "evaluate": "koclip.training.evaluate",
+    "recipe": "koclip.training.recipe",
+    "config": "koclip.models.config",
+    "backends": "koclip.models.backends",
+    "model": "koclip.models.dual_encoder",
     "torch_model": "koclip.models.torch_twin",
 }
 

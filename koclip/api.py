@@ -79,10 +79,15 @@ def check_template(template) -> str:
     if not isinstance(template, str):
         raise InvalidInputError(f"a template must be text, not {type(template).__name__}")
     try:
-        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
-                  if name is not None]
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:
-        raise InvalidInputError(f"the template {template[:60]!r} is malformed ({exc}); write {{{{ and }}}} for braces") from None
+        raise InvalidInputError(
+            f"the template {template[:60]!r} is malformed ({exc}); write {{{{ and }}}} for braces"
+        ) from None
     if fields != [("", "", None)]:
         raise InvalidInputError(
             f'the template {template[:60]!r} must contain "{{}}" exactly once, where the label goes, and no other '
@@ -92,7 +97,9 @@ def check_template(template) -> str:
 
 
 class KoCLIP:
-    def __init__(self, name: str, config, backend, tokenizer, image_transform, directory: Path | None = None, info=None):
+    def __init__(
+        self, name: str, config, backend, tokenizer, image_transform, directory: Path | None = None, info=None
+    ):
         self.name = name
         self.config = config
         self.directory = directory
@@ -169,8 +176,14 @@ class KoCLIP:
         if not self.backend.compiles:
             return 0
         lengths = self.text_processor.buckets
-        first = [("text", 1, lengths[0]), ("image", 1, 0), ("text", 4, lengths[0]), ("text", 16, lengths[0]),
-                 ("image", 4, 0), ("image", 16, 0)]
+        first = [
+            ("text", 1, lengths[0]),
+            ("image", 1, 0),
+            ("text", 4, lengths[0]),
+            ("text", 16, lengths[0]),
+            ("image", 4, 0),
+            ("image", 16, 0),
+        ]
         rest = [("text", 1, n) for n in lengths] + [("image", BATCH_BUCKETS[-1], 0)]
         rest += [("text", rows, n) for rows in BATCH_BUCKETS[1:] for n in lengths]
         pixel = self.preprocess([Image.new("RGB", (64, 64))])
@@ -262,12 +275,13 @@ class KoCLIP:
 
 
 # Words for the tokenizer of a random model when klue/roberta-large's is not in the cache.
-_RANDOM_MODEL_WORDS = ("빨간 파란 노란 초록 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다 "
-                       "고양이 강아지 바다 하늘 산 나무 집 아이 공 원 삼각형 사각형 이것은 이다").split()
+_RANDOM_MODEL_WORDS = (
+    "빨간 파란 노란 초록 자동차가 비 오는 도로 위를 천천히 달리고 있고 사람들이 우산을 쓰고 걸어간다 "
+    "고양이 강아지 바다 하늘 산 나무 집 아이 공 원 삼각형 사각형 이것은 이다"
+).split()
 
 
-def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0,
-                 precision: str = "float32") -> KoCLIP:
+def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0, precision: str = "float32") -> KoCLIP:
     """A model with the architecture of published `name` (koclip-base or koclip-large) and random
     weights, built here with no download: for timing, memory planning and tests.
 

@@ -16,8 +16,13 @@ from typing import BinaryIO
 
 RENAME_EXCHANGE = 2  # renameat2's flag: swap two paths in one step
 _AT_FDCWD = -100  # renameat2's "relative to the working directory"
-_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
 
 
 def write_atomic(path: Path, data: bytes) -> None:

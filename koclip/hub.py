@@ -87,7 +87,8 @@ def _how_to_download(is_offline: bool) -> str:
     """The advice of the download command itself, which must not send its user back to it."""
     retry = (
         "if this machine can reach the Hub, or a Hub mirror (set HF_ENDPOINT to its address), unset "
-        "HF_HUB_OFFLINE and run this command again" if is_offline
+        "HF_HUB_OFFLINE and run this command again"
+        if is_offline
         else "check this machine's connection to the Hub, or set HF_ENDPOINT to the address of a Hub mirror it "
         "can reach, and run this command again"
     )
@@ -168,8 +169,7 @@ def resolve(name_or_path: str | os.PathLike, *, downloading: bool = False) -> Re
         return Resolved(text, fetch(text, WEIGHT_FILES, downloading=downloading), None)
     known = ", ".join(registry.MODELS)
     raise UnknownModelError(
-        f"{text!r} is not a known model name ({known}), a Hugging Face Hub id (owner/name), "
-        "or an existing folder"
+        f"{text!r} is not a known model name ({known}), a Hugging Face Hub id (owner/name), or an existing folder"
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -32,7 +32,7 @@ WORK_PIXELS = 4_000_000  # far more than any tower's input; reducing to this cha
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's names; JPEG includes MPO, a camera's JPEG
 FORMAT_NAMES = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
-ImageInput = Union[Image.Image, str, os.PathLike, bytes, BinaryIO]
+ImageInput = Image.Image | str | os.PathLike | bytes | BinaryIO
 
 
 def _describe(source: ImageInput) -> str:

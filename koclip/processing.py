@@ -74,7 +74,9 @@ class TextProcessor:
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the length bucket of the longest text."""
         encoded = self.tokenizer.encode(texts, self.max_length)
-        return pad_token_ids(encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id)
+        return pad_token_ids(
+            encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id
+        )
 
 
 def checkpoint_image_transform(directory: Path, config: KoCLIPConfig, model_format: str) -> ImageTransform:

@@ -61,7 +61,9 @@ class Tokenizer:
         token = self.special.get(role)
         token_id = self.rust.token_to_id(token) if token else None
         if token_id is None:
-            raise ModelUnavailableError(f"the tokenizer has no {role.replace('_', ' ')} ({token!r} is not in its vocabulary)")
+            raise ModelUnavailableError(
+                f"the tokenizer has no {role.replace('_', ' ')} ({token!r} is not in its vocabulary)"
+            )
         return token_id
 
     def __len__(self) -> int:
@@ -94,10 +96,19 @@ class Tokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.rust.save(str(directory / "tokenizer.json"))
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "do_lower_case": False, "strip_accents": False,
-                  "clean_up_tokenization_spaces": False, **self.special}
-        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
-        (directory / "special_tokens_map.json").write_text(json.dumps(self.special, indent=2, ensure_ascii=False), encoding="utf-8")
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "do_lower_case": False,
+            "strip_accents": False,
+            "clean_up_tokenization_spaces": False,
+            **self.special,
+        }
+        (directory / "tokenizer_config.json").write_text(
+            json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        (directory / "special_tokens_map.json").write_text(
+            json.dumps(self.special, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
 
 
 def _token_name(value) -> str | None:
@@ -127,12 +138,19 @@ def _without_case_folding(normalizer: dict | None) -> dict | None:
 def _bert_wordpiece(vocab: dict[str, int] | str, special: dict[str, str]) -> RustTokenizer:
     """A BERT WordPiece tokenizer (no lowercasing), as transformers builds one from a vocab.txt."""
     cls, sep, unk = special["cls_token"], special["sep_token"], special["unk_token"]
-    model = models.WordPiece.from_file(vocab, unk_token=unk) if isinstance(vocab, str) else models.WordPiece(vocab, unk_token=unk)
+    model = (
+        models.WordPiece.from_file(vocab, unk_token=unk)
+        if isinstance(vocab, str)
+        else models.WordPiece(vocab, unk_token=unk)
+    )
     rust = RustTokenizer(model)
-    rust.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+    rust.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
     rust.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     rust.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, rust.token_to_id(cls)), (sep, rust.token_to_id(sep))],
     )
     rust.decoder = decoders.WordPiece()
@@ -144,8 +162,13 @@ def load(directory: str | Path) -> Tokenizer:
     """The tokenizer in `directory`: its tokenizer.json, else a BERT WordPiece built from its vocab.txt."""
     directory = Path(directory)
     try:
-        special = {"cls_token": "[CLS]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]",
-                   "mask_token": "[MASK]"} | _special_tokens(directory)
+        special = {
+            "cls_token": "[CLS]",
+            "pad_token": "[PAD]",
+            "sep_token": "[SEP]",
+            "unk_token": "[UNK]",
+            "mask_token": "[MASK]",
+        } | _special_tokens(directory)
         if (directory / "tokenizer.json").is_file():
             saved = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
             saved["normalizer"] = _without_case_folding(saved.get("normalizer"))
@@ -158,7 +181,9 @@ def load(directory: str | Path) -> Tokenizer:
     except ModelUnavailableError:
         raise
     except Exception as exc:  # tokenizers reports a malformed file with a bare Exception
-        raise ModelUnavailableError(f"the tokenizer in {directory} is unreadable ({type(exc).__name__}: {exc})") from None
+        raise ModelUnavailableError(
+            f"the tokenizer in {directory} is unreadable ({type(exc).__name__}: {exc})"
+        ) from None
     return Tokenizer(rust, special)
 
 
@@ -166,7 +191,9 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
     tok = RustTokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    tok.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    )
     # The trainer numbers tokens of equal frequency in no fixed order; renumber them so that the
     # same captions always give the same ids, and so the same model.
     learned = sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))

@@ -73,16 +73,29 @@ class ImageTransform:
         return np.stack([self.one(image) for image in images])
 
     def to_dict(self) -> dict[str, Any]:
-        size = {"shortest_edge": self.size[1]} if self.size[0] == "shortest_edge" else {"height": self.size[0], "width": self.size[1]}
+        size = (
+            {"shortest_edge": self.size[1]}
+            if self.size[0] == "shortest_edge"
+            else {"height": self.size[0], "width": self.size[1]}
+        )
         d = {
-            "image_processor_type": self.processor, "do_resize": self.resize, "size": size, "resample": int(self.resample),
-            "do_rescale": self.rescale_factor is not None, "rescale_factor": self.rescale_factor or 1 / 255,
-            "do_normalize": self.normalize, "image_mean": list(self.mean), "image_std": list(self.std),
+            "image_processor_type": self.processor,
+            "do_resize": self.resize,
+            "size": size,
+            "resample": int(self.resample),
+            "do_rescale": self.rescale_factor is not None,
+            "rescale_factor": self.rescale_factor or 1 / 255,
+            "do_normalize": self.normalize,
+            "image_mean": list(self.mean),
+            "image_std": list(self.std),
         }
         if self.processor == CLIP_PROCESSOR:
             crop = self.crop or (self.size[1],) * 2
-            d |= {"do_center_crop": self.crop is not None, "crop_size": {"height": crop[0], "width": crop[1]},
-                  "do_convert_rgb": True}
+            d |= {
+                "do_center_crop": self.crop is not None,
+                "crop_size": {"height": crop[0], "width": crop[1]},
+                "do_convert_rgb": True,
+            }
         return d
 
     def save(self, directory: Path) -> None:
@@ -94,8 +107,10 @@ class ImageTransform:
         legacy = str(d.get("feature_extractor_type", "")).replace("FeatureExtractor", "ImageProcessor")
         processor = d.get("image_processor_type") or legacy
         if processor not in (CLIP_PROCESSOR, VIT_PROCESSOR):
-            raise KoCLIPError(f"names an image processor koclip does not use ({processor!r}); "
-                              f"it reads {CLIP_PROCESSOR} and {VIT_PROCESSOR}")
+            raise KoCLIPError(
+                f"names an image processor koclip does not use ({processor!r}); "
+                f"it reads {CLIP_PROCESSOR} and {VIT_PROCESSOR}"
+            )
         default = cls.clip(224) if processor == CLIP_PROCESSOR else cls.vit(224)
         size = d.get("size")
         if isinstance(size, int):  # older files: CLIP's int is the short side, ViT's the square's side
@@ -112,17 +127,30 @@ class ImageTransform:
             c = d.get("crop_size", default.crop[0])
             crop = (int(c), int(c)) if isinstance(c, int) else (int(c["height"]), int(c["width"]))
         return cls(
-            processor, resize, crop, int(d.get("resample", default.resample)),
-            tuple(float(x) for x in d.get("image_mean", default.mean)), tuple(float(x) for x in d.get("image_std", default.std)),
+            processor,
+            resize,
+            crop,
+            int(d.get("resample", default.resample)),
+            tuple(float(x) for x in d.get("image_mean", default.mean)),
+            tuple(float(x) for x in d.get("image_std", default.std)),
             float(d.get("rescale_factor", 1 / 255)) if d.get("do_rescale", True) else None,
-            bool(d.get("do_normalize", True)), bool(d.get("do_resize", True)),
+            bool(d.get("do_normalize", True)),
+            bool(d.get("do_resize", True)),
         )
 
     @classmethod
     def read(cls, path: Path) -> ImageTransform:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError, KeyError) as exc:
+        except (
+            OSError,
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            AttributeError,
+            TypeError,
+            ValueError,
+            KeyError,
+        ) as exc:
             raise KoCLIPError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
         except KoCLIPError as exc:
             raise KoCLIPError(f"{path} {exc}") from None

@@ -77,8 +77,13 @@ with right:
     if unreadable:
         st.warning(
             f"{model.name} does not know {inputs.listed(unreadable)}, so "
-            + ("it has no answer. " if len(unreadable) == len(labels)
-               else "it was left out. " if len(unreadable) == 1 else "they were left out. ")
+            + (
+                "it has no answer. "
+                if len(unreadable) == len(labels)
+                else "it was left out. "
+                if len(unreadable) == 1
+                else "they were left out. "
+            )
             + inputs.vocabulary_hint(model)
         )
         labels = [label for label in labels if label not in unreadable]

@@ -58,7 +58,8 @@ def build_progress(out: Path, what: str, preparing: str, retry_key: str, retry) 
             resumed = f" · resumed at {status.resumed_from:,}" if status.resumed_from else ""
             st.progress(
                 status.done / max(status.total, 1),
-                text=f"{what}: {status.done:,} of {status.total:,} images · {status.rate:.1f} images/s · {eta}{resumed}",
+                text=f"{what}: {status.done:,} of {status.total:,} images · {status.rate:.1f} images/s · "
+                f"{eta}{resumed}",
             )
         elif status.phase == builds.FAILED:
             st.error(f"{what} could not be built: {status.error}")
@@ -74,8 +75,9 @@ def build_progress(out: Path, what: str, preparing: str, retry_key: str, retry) 
 
 
 def start_samples(model) -> builds.Build:
-    return galleries.server_builds().start(galleries.samples_folder(model.name), samples.SampleSource(), model,
-                                           batch_size=16)
+    return galleries.server_builds().start(
+        galleries.samples_folder(model.name), samples.SampleSource(), model, batch_size=16
+    )
 
 
 def start_dataset(model, dataset: settings.GalleryDataset) -> builds.Build:
@@ -100,8 +102,13 @@ def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> Non
             samples_out = galleries.samples_folder(model.name)
             build = galleries.server_builds().get(samples_out)
             if build is not None and (build.status.running or build.status.phase == builds.FAILED):
-                build_progress(samples_out, "Sample photos", "reading the photos", "t2i_retry_samples",
-                               lambda: start_samples(model))
+                build_progress(
+                    samples_out,
+                    "Sample photos",
+                    "reading the photos",
+                    "t2i_retry_samples",
+                    lambda: start_samples(model),
+                )
             elif str(samples_out) in on_disk:
                 st.success("Encoded: pick them in the **Gallery** box.", icon=":material/check:")
             elif st.button("Encode the sample photos", key="t2i_build_samples"):
@@ -118,7 +125,9 @@ def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> Non
             build = galleries.server_builds().get(dataset_out)
             preparing = "reading the dataset" if Path(dataset.name).exists() else "downloading the dataset from the Hub"
             if build is not None and (build.status.running or build.status.phase == builds.FAILED):
-                build_progress(dataset_out, dataset.name, preparing, "t2i_retry_dataset", lambda: start_dataset(model, dataset))
+                build_progress(
+                    dataset_out, dataset.name, preparing, "t2i_retry_dataset", lambda: start_dataset(model, dataset)
+                )
             elif st.button(f"Build a gallery from {dataset.name}", key="t2i_build_dataset"):
                 start_dataset(model, dataset)
                 st.rerun()
@@ -126,7 +135,9 @@ def collections_panel(model, on_disk: dict[str, str], have_gallery: bool) -> Non
             st.write(f"Up to {galleries.MAX_UPLOADS} photos, searched in this session only and never saved.")
             round_ = st.session_state.setdefault("t2i_own_round", 0)
             st.file_uploader(
-                "Your photos (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"], accept_multiple_files=True,
+                "Your photos (jpg, png, webp)",
+                type=["jpg", "jpeg", "png", "webp"],
+                accept_multiple_files=True,
                 key=f"t2i_own_files_{round_}",
             )
             st.button("Clear my photos", key="t2i_own_clear", on_click=clear_own_photos)
@@ -201,8 +212,9 @@ if not labels:
     st.stop()
 
 if damaged:
-    with st.expander(f"{len(damaged)} damaged {'gallery' if len(damaged) == 1 else 'galleries'} left out",
-                     icon=":material/report:"):
+    with st.expander(
+        f"{len(damaged)} damaged {'gallery' if len(damaged) == 1 else 'galleries'} left out", icon=":material/report:"
+    ):
         for name, reason in damaged.items():
             st.markdown(f"**{inputs.quote(name)}**: {inputs.quote(reason, 400)}")
 pick_linked_gallery(labels)
@@ -245,8 +257,9 @@ try:
             hits = collection.similar(like[1], k)
             asked = "this image"
         else:
-            upload = st.file_uploader("Query image (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"],
-                                      key="t2i_query_image")
+            upload = st.file_uploader(
+                "Query image (jpg, png, webp)", type=["jpg", "jpeg", "png", "webp"], key="t2i_query_image"
+            )
             image = inputs.open_upload(upload) if upload else None
             if image is None:
                 st.info("Upload an image, or press **More like this** under a result, to find similar images.")
@@ -259,8 +272,10 @@ except KoCLIPError as exc:  # a damaged gallery, or a model that does not fit it
     st.error(str(exc))
     st.stop()
 elapsed = time.perf_counter() - start
-found = [collection.item(hit.index) | {"score": hit.score, "index": hit.index, "picture": collection.thumbnail(hit.index)}
-         for hit in hits]
+found = [
+    collection.item(hit.index) | {"score": hit.score, "index": hit.index, "picture": collection.thumbnail(hit.index)}
+    for hit in hits
+]
 st.session_state["t2i_results"] = found
 st.caption(f"{asked}: {len(found)} best of {len(collection):,} · {elapsed * 1000:.0f} ms")
 share_link(query if mode == "Text" else None, chosen, k)

@@ -30,7 +30,9 @@ def board_query(seed: int, cell: tuple[int, int]) -> str:
 
 
 SCENE_EXAMPLES = {
-    f"Generated board {seed + 1} (3×3)": inputs.Example(lambda seed=seed: inputs.board(seed).image, board_query(seed, cell))
+    f"Generated board {seed + 1} (3×3)": inputs.Example(
+        lambda seed=seed: inputs.board(seed).image, board_query(seed, cell)
+    )
     for seed, cell in BOARD_TARGETS.items()
 }
 PHOTO_EXAMPLES = {
@@ -49,14 +51,27 @@ with right:
     query = inputs.query_input(model, "t2p_query")
     rows = st.slider("Rows", 1, MAX_GRID, 3, key="t2p_rows")
     cols = st.slider("Columns", 1, MAX_GRID, 3, key="t2p_cols")
-    softmax = st.radio(
-        "Patch scores", (SOFTMAX, COSINE), horizontal=True, key="t2p_scores",
-        help="Softmax shares 100% among the patches; cosine similarity is each patch's own score.",
-    ) == SOFTMAX
+    softmax = (
+        st.radio(
+            "Patch scores",
+            (SOFTMAX, COSINE),
+            horizontal=True,
+            key="t2p_scores",
+            help="Softmax shares 100% among the patches; cosine similarity is each patch's own score.",
+        )
+        == SOFTMAX
+    )
     temperature = st.slider(
-        "Softmax temperature", 0.005, 0.2, 0.05, step=0.005, format="%.3f", key="t2p_temperature", disabled=not softmax,
+        "Softmax temperature",
+        0.005,
+        0.2,
+        0.05,
+        step=0.005,
+        format="%.3f",
+        key="t2p_temperature",
+        disabled=not softmax,
         help="Lower is sharper: at the model's own temperature one patch takes almost all. "
-             "Higher shows how the other patches compare.",
+        "Higher shows how the other patches compare.",
     )
 if image is None or query is None:
     if image is not None:

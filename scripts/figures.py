@@ -36,7 +36,7 @@ from PIL import Image  # noqa: E402
 import koclip  # noqa: E402
 from koclip.data import scenes  # noqa: E402
 from koclip.patches import rank_patches  # noqa: E402
-from koclip.search import gallery
+from koclip.search import gallery  # noqa: E402
 
 FONT = "Noto Sans CJK KR"
 DPI = 110
@@ -69,8 +69,11 @@ def training_curve(model: koclip.KoCLIP, out: Path, _gallery: Path) -> None:
     if not path.is_file():
         sys.exit(f"{path} is missing: `python -m koclip train` writes it beside the weights")
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    numeric = [k for k in dict.fromkeys(k for r in records for k in r)
-               if k not in NOT_PLOTTED and all(isinstance(r.get(k, 0), (int, float)) for r in records)]
+    numeric = [
+        k
+        for k in dict.fromkeys(k for r in records for k in r)
+        if k not in NOT_PLOTTED and all(isinstance(r.get(k, 0), (int, float)) for r in records)
+    ]
     # Loss terms are on every line; evaluations (zero-shot accuracy) only on some.
     losses = [k for k in numeric if all(k in r for r in records)]
     scores = [k for k in numeric if k not in losses]
@@ -117,8 +120,16 @@ def text_to_image(model: koclip.KoCLIP, out: Path, gallery_dir: Path) -> None:
         ax.imshow(Image.open(row["thumbnail"]))
         ax.set_axis_off()
         caption = "\n".join(textwrap.wrap(row.get("caption", ""), 15))
-        ax.text(0.5, -0.04, f"{rank}. cosine {hit.score:.3f}", transform=ax.transAxes, ha="center", va="top",
-                fontsize="small", fontweight="bold")
+        ax.text(
+            0.5,
+            -0.04,
+            f"{rank}. cosine {hit.score:.3f}",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize="small",
+            fontweight="bold",
+        )
         ax.text(0.5, -0.15, caption, transform=ax.transAxes, ha="center", va="top", fontsize="small")
     fig.suptitle(f"“{QUERY}”: the {len(hits)} best of {len(photos):,} generated scenes")
     fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.12, wspace=0.15, hspace=0.6)
@@ -154,8 +165,12 @@ FIGURES = {f.__name__: f for f in (training_curve, image_to_text, text_to_image,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="koclip-mini", help="model name or folder")
-    parser.add_argument("--gallery", type=Path, default=ROOT / "embeddings" / "koclip-mini-scenes",
-                        help="gallery that text_to_image searches; made with the same model")
+    parser.add_argument(
+        "--gallery",
+        type=Path,
+        default=ROOT / "embeddings" / "koclip-mini-scenes",
+        help="gallery that text_to_image searches; made with the same model",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "figures", help="folder the PNGs go to")
     parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="render only these figures")
     args = parser.parse_args()

@@ -29,14 +29,28 @@ GITATTRIBUTES = b"*.msgpack filter=lfs diff=lfs merge=lfs -text\n"
 # (at 0.02 every photo embeds alike), so rankings in the rehearsal differ from photo to photo.
 NOISE = 0.3
 EXTRA_TEXTS = [
-    "우주비행사 요리사 축구 선수 의사 가수", "커피 맥주 우유 녹차 수프", "고양이 강아지 호랑이 토끼 곰",
-    "로켓 비행기 자동차 배 기차", "빨간 원 파란 삼각형 노란 별 초록 사각형 보라 하트",
-    "우주비행사의 얼굴", "커피 잔", "고양이의 눈", "바다 위의 배", "사진 속의 사람",
+    "우주비행사 요리사 축구 선수 의사 가수",
+    "커피 맥주 우유 녹차 수프",
+    "고양이 강아지 호랑이 토끼 곰",
+    "로켓 비행기 자동차 배 기차",
+    "빨간 원 파란 삼각형 노란 별 초록 사각형 보라 하트",
+    "우주비행사의 얼굴",
+    "커피 잔",
+    "고양이의 눈",
+    "바다 위의 배",
+    "사진 속의 사람",
 ]
 
 
-SPECIAL_TOKENS = {"bos_token": "[CLS]", "cls_token": "[CLS]", "eos_token": "[SEP]", "mask_token": "[MASK]",
-                  "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]"}
+SPECIAL_TOKENS = {
+    "bos_token": "[CLS]",
+    "cls_token": "[CLS]",
+    "eos_token": "[SEP]",
+    "mask_token": "[MASK]",
+    "pad_token": "[PAD]",
+    "sep_token": "[SEP]",
+    "unk_token": "[UNK]",
+}
 
 
 def klue_like_tokenizer_files() -> dict[str, bytes]:
@@ -47,16 +61,32 @@ def klue_like_tokenizer_files() -> dict[str, bytes]:
     fast = BertWordPieceTokenizer({token: i for i, token in enumerate(ordered)}, lowercase=False, strip_accents=None)
     cls, sep = ("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])
     fast.post_processor = processors.TemplateProcessing(  # as transformers writes a BERT tokenizer's
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep]
+    )
     added = {
-        str(i): {"content": token, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                 "special": True}
-        for i, token in enumerate(ordered) if token in SPECIAL_TOKENS.values()
+        str(i): {
+            "content": token,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for i, token in enumerate(ordered)
+        if token in SPECIAL_TOKENS.values()
     }
     config = {
-        "added_tokens_decoder": added, **SPECIAL_TOKENS, "clean_up_tokenization_spaces": True,
-        "do_basic_tokenize": True, "do_lower_case": False, "extra_special_tokens": {}, "model_max_length": 512,
-        "never_split": None, "strip_accents": None, "tokenize_chinese_chars": True, "tokenizer_class": "BertTokenizer",
+        "added_tokens_decoder": added,
+        **SPECIAL_TOKENS,
+        "clean_up_tokenization_spaces": True,
+        "do_basic_tokenize": True,
+        "do_lower_case": False,
+        "extra_special_tokens": {},
+        "model_max_length": 512,
+        "never_split": None,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+        "tokenizer_class": "BertTokenizer",
     }
     return {
         "vocab.txt": "".join(token + "\n" for token in ordered).encode(),
@@ -96,9 +126,14 @@ def lay_cache(cache: Path) -> dict[str, dict]:
     """Lay the three repos in `cache`; returns each model's config and parameters, for references."""
     cache.mkdir(parents=True, exist_ok=True)
     tokenizer_files = klue_like_tokenizer_files()
-    lay_repo(cache, TOKENIZER_REPO, {
-        "config.json": json.dumps({"model_type": "roberta", "vocab_size": 400}).encode(), **tokenizer_files,
-    })
+    lay_repo(
+        cache,
+        TOKENIZER_REPO,
+        {
+            "config.json": json.dumps({"model_type": "roberta", "vocab_size": 400}).encode(),
+            **tokenizer_files,
+        },
+    )
     vocab_size = len(tokenizer_files["vocab.txt"].decode().splitlines())
     models = {}
     for repo_id, (kind, seed) in MODELS.items():

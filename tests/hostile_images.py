@@ -65,8 +65,12 @@ def avif_of_broken_pictures() -> bytes:
 
 def undecodable() -> dict[str, bytes]:
     """Files in formats koclip does not read, each of which once escaped `open_image` as a traceback."""
-    return {"DDS": dds_without_a_pixel_format(), "BLP": blp_of_an_unknown_encoding(),
-            "SPIDER": spider_image_of_no_stack(), "AVIF": avif_of_broken_pictures()}
+    return {
+        "DDS": dds_without_a_pixel_format(),
+        "BLP": blp_of_an_unknown_encoding(),
+        "SPIDER": spider_image_of_no_stack(),
+        "AVIF": avif_of_broken_pictures(),
+    }
 
 
 if __name__ == "__main__":

@@ -133,8 +133,26 @@ def large_gallery(model_dir, tmp_path_factory):
     """A gallery of 1,200 scenes, over the size at which an approximate index is chosen, indexed by the
     command under a memory budget; and what the command printed."""
     out = tmp_path_factory.mktemp("large") / "scenes"
-    argv = ["index", "scenes", "--n", "1200", "--seed", "4", "--size", "32", "--model", str(model_dir),
-            "--out", str(out), "--batch-size", "200", "--ann-threshold", "1000", "--memory-budget", "300K"]
+    argv = [
+        "index",
+        "scenes",
+        "--n",
+        "1200",
+        "--seed",
+        "4",
+        "--size",
+        "32",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--batch-size",
+        "200",
+        "--ann-threshold",
+        "1000",
+        "--memory-budget",
+        "300K",
+    ]
     result = subprocess.run([sys.executable, "-m", "koclip", *argv], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out, result
@@ -151,8 +169,10 @@ def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_und
     assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
     assert "hnsw: skipped" in result.stderr
     assert tuning["held_out"] == tuning["caption_queries"] == 120  # scenes have captions: text queries too
-    assert (f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} "
-            "for new queries, on 120 held-out rows and 120 of their captions") in result.stdout
+    assert (
+        f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} "
+        "for new queries, on 120 held-out rows and 120 of their captions"
+    ) in result.stdout
     opened = gallery.Gallery.open(out)
     assert (opened.index is None) == (manifest["index"] == ann.EXACT)
     rows = [3, 600, 1_199]
@@ -192,23 +212,36 @@ def codebooks_that_do_not_divide(out, manifest):
     np.save(out / gallery.INDEX_DIR / "codes.npy", np.zeros((count, 2), np.uint8))
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda out, m: None, None),
-    (lambda out, m: (out / gallery.INDEX_DIR / "lists.npy").unlink(), "lists.npy is missing"),
-    (lambda out, m: m["index_tuning"]["params"].update(nprobe="all"), "nprobe as 'all'"),
-    (lambda out, m: m["index_tuning"]["params"].update(nprobe=10_000), "do not fit its parameters"),
-    (lambda out, m: m["index_tuning"]["params"].update(nlist=7), r"coarse.npy is \(\d+, \d+\) float32, not \(7, \d+\)"),
-    (lambda out, m: m.update(index="pq256x4"), "no longer reads"),
-    (lambda out, m: m["index_tuning"].pop("rerank"), "gives the index's rerank as None"),
-    (lambda out, m: m["index_tuning"].update(rerank=10**12), "rerank as 1000000000000"),
-    (lambda out, m: m.pop("index_tuning"), "lacks the index's tuning"),
-    (lambda out, m: np.save(out / gallery.INDEX_DIR / "coarse.npy", np.full_like(np.load(out / gallery.INDEX_DIR / "coarse.npy"), np.nan)),
-     "coarse.npy holds values that are not numbers"),
-    (lambda out, m: np.save(out / gallery.INDEX_DIR / "codes.npy", np.array([{"a": 1}]), allow_pickle=True),
-     "codes.npy is damaged \\(it holds Python objects\\)"),
-    (claim_gigabytes, "damaged"),
-    (codebooks_that_do_not_divide, "m 3 does not divide the dimension 16"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda out, m: None, None),
+        (lambda out, m: (out / gallery.INDEX_DIR / "lists.npy").unlink(), "lists.npy is missing"),
+        (lambda out, m: m["index_tuning"]["params"].update(nprobe="all"), "nprobe as 'all'"),
+        (lambda out, m: m["index_tuning"]["params"].update(nprobe=10_000), "do not fit its parameters"),
+        (
+            lambda out, m: m["index_tuning"]["params"].update(nlist=7),
+            r"coarse.npy is \(\d+, \d+\) float32, not \(7, \d+\)",
+        ),
+        (lambda out, m: m.update(index="pq256x4"), "no longer reads"),
+        (lambda out, m: m["index_tuning"].pop("rerank"), "gives the index's rerank as None"),
+        (lambda out, m: m["index_tuning"].update(rerank=10**12), "rerank as 1000000000000"),
+        (lambda out, m: m.pop("index_tuning"), "lacks the index's tuning"),
+        (
+            lambda out, m: np.save(
+                out / gallery.INDEX_DIR / "coarse.npy",
+                np.full_like(np.load(out / gallery.INDEX_DIR / "coarse.npy"), np.nan),
+            ),
+            "coarse.npy holds values that are not numbers",
+        ),
+        (
+            lambda out, m: np.save(out / gallery.INDEX_DIR / "codes.npy", np.array([{"a": 1}]), allow_pickle=True),
+            "codes.npy is damaged \\(it holds Python objects\\)",
+        ),
+        (claim_gigabytes, "damaged"),
+        (codebooks_that_do_not_divide, "m 3 does not divide the dimension 16"),
+    ],
+)
 def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_path, change, message):
     out = damaged_copy(large_gallery, tmp_path, change)
     if message is None:  # undamaged: it opens, and finds each row first
@@ -219,8 +252,16 @@ def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_pat
         gallery.Gallery.open(out)
 
 
-@pytest.mark.parametrize("damage", ["links out of place", "a link to a row that is not there", "another M",
-                                    "an entry point below the top", "a link to a row below its level"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "links out of place",
+        "a link to a row that is not there",
+        "another M",
+        "an entry point below the top",
+        "a link to a row below its level",
+    ],
+)
 def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
     graph = ann.HNSWGraph.train(vectors[:2_000])
     ann.save(graph, tmp_path)
@@ -255,4 +296,6 @@ def test_more_results_than_the_index_rescores_come_from_exact_search(large_galle
     assert opened.index is not None and opened.rerank < 1_000
     every = opened.search_vectors(query, k=10**12)  # more than the gallery holds: all of it, ranked
     assert len(every) == len(opened) == 1_200
-    assert [hit.index for hit in every] == [hit.index for hit in gallery.exact_search(opened.vectors, query[None], 1_200)[0]]
+    assert [hit.index for hit in every] == [
+        hit.index for hit in gallery.exact_search(opened.vectors, query[None], 1_200)[0]
+    ]

@@ -176,16 +176,22 @@ def test_bfloat16_embeddings_agree_with_float32(model_dir):
     half = koclip.load(model_dir, backend="torch", precision="bfloat16")
     texts = ["빨간 원", "파란 삼각형과 노란 사각형", "초록 원 " * 20]
     images = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue", "yellow")]
-    for a, b in ((full.encode_text(texts), half.encode_text(texts)), (full.encode_image(images), half.encode_image(images))):
+    for a, b in (
+        (full.encode_text(texts), half.encode_text(texts)),
+        (full.encode_image(images), half.encode_image(images)),
+    ):
         np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
         assert (a * b).sum(axis=1).min() >= 0.99
     assert {p.dtype for p in half.backend.model.parameters()} == {torch.bfloat16}
 
 
-@pytest.mark.parametrize("backend, precision, message", [
-    ("flax", "bfloat16", 'runs on the PyTorch twin only: pass backend="torch"'),
-    ("torch", "float16", "unknown precision 'float16'"),
-])
+@pytest.mark.parametrize(
+    "backend, precision, message",
+    [
+        ("flax", "bfloat16", 'runs on the PyTorch twin only: pass backend="torch"'),
+        ("torch", "float16", "unknown precision 'float16'"),
+    ],
+)
 def test_a_precision_the_backend_cannot_run_is_refused(model_dir, backend, precision, message):
     with pytest.raises(koclip.KoCLIPError, match=message):
         koclip.load(model_dir, backend=backend, precision=precision)
@@ -208,7 +214,9 @@ def test_without_transformers_flax_runs_and_the_torch_backend_says_what_to_insta
         monkeypatch.setitem(sys.modules, name, None)  # as where it is not installed (a Space)
     assert koclip.load(model_dir).encode_text(["빨간 원"]).shape[0] == 1  # backend="auto" falls back to Flax
     assert backends.resolve("auto", 10**9) == "flax"
-    with pytest.raises(koclip.KoCLIPError, match="transformers is not installed: pip install -r requirements-torch.txt"):
+    with pytest.raises(
+        koclip.KoCLIPError, match="transformers is not installed: pip install -r requirements-torch.txt"
+    ):
         koclip.load(model_dir, backend="torch")
 
 

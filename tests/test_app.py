@@ -194,8 +194,9 @@ def test_koclip_mini_warns_above_its_answer_for_a_photo(app, photos_offered, pho
     assert any(text.startswith(("1. ", "Best patch")) for text in texts(app.markdown))  # still answered
 
 
-@pytest.mark.parametrize("name, example", [("image_to_text", "Generated: 파란 삼각형"),
-                                           ("text_to_patch", "Generated board 2 (3×3)")])
+@pytest.mark.parametrize(
+    "name, example", [("image_to_text", "Generated: 파란 삼각형"), ("text_to_patch", "Generated board 2 (3×3)")]
+)
 def test_koclip_mini_gives_no_image_warning_for_a_generated_scene(app, name, example):
     page(app, name)
     app.selectbox(key=f"{KEYS[name]}_example").select(example).run()
@@ -361,7 +362,9 @@ def test_a_gallery_whose_index_crashes_its_probe_is_left_out(app, own_embeddings
     folder = Path(shutil.copytree(ROOT / "embeddings" / "koclip-mini-scenes", own_embeddings / "koclip-mini-graph"))
     attach_graph(folder)
     probed = []
-    monkeypatch.setattr(gallery, "probe", lambda path: probed.append(path) or "searching it crashed a process (signal 11)")
+    monkeypatch.setattr(
+        gallery, "probe", lambda path: probed.append(path) or "searching it crashed a process (signal 11)"
+    )
     page(app, "text_to_image")
     assert probed == [str(folder)] and not app.exception
     assert [label.split()[0] for label in app.selectbox(key="t2i_gallery").options] == ["koclip-mini-scenes"]

@@ -29,14 +29,23 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 WAIT_MS = 240_000  # the first answer includes importing jax and compiling the model on a busy CPU
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium fonts-noto-cjk)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian chromium at /usr/bin/chromium (apt-get install chromium fonts-noto-cjk)",
+    ),
+]
 
 
 def free_port() -> int:
@@ -57,8 +66,19 @@ def serve(env: dict[str, str], log_name: str):
     port = free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
     ]
     with open(ARTIFACTS / log_name, "wb") as log:
         process = subprocess.Popen(
@@ -118,8 +138,11 @@ def browser_page(browser):
 @pytest.fixture(scope="module")
 def space_page(browser, hub_cache, tmp_path_factory):
     """The app on a Space that has the published models in its Hub cache: koclip-base."""
-    env = {"HF_HUB_CACHE": str(hub_cache[0]), "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings")),
-           "PYTHONPROFILEIMPORTTIME": "1"}  # the log names every module the server imports
+    env = {
+        "HF_HUB_CACHE": str(hub_cache[0]),
+        "KOCLIP_EMBEDDINGS": str(tmp_path_factory.mktemp("embeddings")),
+        "PYTHONPROFILEIMPORTTIME": "1",
+    }  # the log names every module the server imports
     with serve(env, "space-server.log") as server, browse(browser, server.url) as page:
         yield page
 

@@ -186,6 +186,8 @@ def _upload_and_answer(payload: bytes) -> None:
 @pytest.mark.parametrize("case", corpus.cases("images", "pages"), ids=corpus.ids("images", "pages"))
 def test_pages_take_every_upload(case):
     # AppTest cannot drive st.file_uploader, so this runs the pages' upload handler and questions.
-    at = AppTest.from_function(_upload_and_answer, args=(corpus.image_bytes(case["recipe"]),), default_timeout=300).run()
+    at = AppTest.from_function(
+        _upload_and_answer, args=(corpus.image_bytes(case["recipe"]),), default_timeout=300
+    ).run()
     answered = any(m.value == "answered" for m in at.markdown)
     assert page_outcome(at, answered) == ("accepted" if case["expect"] == "accepted" else "error")

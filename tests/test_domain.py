@@ -68,7 +68,9 @@ def test_index_counts_and_names_the_photos_koclip_mini_cannot_see(tmp_path, caps
 
     assert cli(["index", "samples", "--model", "koclip-mini", "--out", str(tmp_path / "photos")]) == 0
     expected = sum(flagged(photos))
-    assert f"warning: {expected} of the {len(photos)} images in this gallery do not look like" in capsys.readouterr().err
+    assert (
+        f"warning: {expected} of the {len(photos)} images in this gallery do not look like" in capsys.readouterr().err
+    )
     assert gallery.read_manifest(tmp_path / "photos")["unlike_training"] == expected
 
     assert cli(["index", "scenes", "--n", "40", "--model", "koclip-mini", "--out", str(tmp_path / "scenes")]) == 0
@@ -79,6 +81,7 @@ def test_index_counts_and_names_the_photos_koclip_mini_cannot_see(tmp_path, caps
 def test_galleries_of_models_trained_on_photos_are_not_checked(tmp_path, space):
     from koclip.search import indexing
 
-    manifest = indexing.build(samples.SampleSource(), koclip.load("koclip-base"), tmp_path / "g", batch_size=8,
-                              progress=False)
+    manifest = indexing.build(
+        samples.SampleSource(), koclip.load("koclip-base"), tmp_path / "g", batch_size=8, progress=False
+    )
     assert "unlike_training" not in manifest

@@ -105,8 +105,9 @@ def test_a_random_model_scores_near_chance(model_dir):
 
 
 def test_koclip_mini_scores_far_above_chance_on_the_hard_measures(capsys):
-    assert cli(["eval", "--model", "koclip-mini", "--n", "100", "--composites", "20", "--seed", str(SEED),
-                "--json"]) == 0
+    assert (
+        cli(["eval", "--model", "koclip-mini", "--n", "100", "--composites", "20", "--seed", str(SEED), "--json"]) == 0
+    )
     out, err = capsys.readouterr()
     results = json.loads(out)  # stdout holds the JSON alone
     assert re.search(r"evaluating: 100%.* (\d+)/\1 ", err)  # the progress bar, on stderr

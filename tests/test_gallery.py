@@ -111,7 +111,9 @@ def test_resume_after_a_crash_gives_the_same_gallery(reference, photos, model_di
         gallery.Gallery.open(out)
     assert gallery.list_galleries(tmp_path) == []
 
-    monkeypatch.setattr(jobs.Job, "commit", lambda self, index, batch: commits.append(index) or original(self, index, batch))
+    monkeypatch.setattr(
+        jobs.Job, "commit", lambda self, index, batch: commits.append(index) or original(self, index, batch)
+    )
     indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH, progress=False)
     assert commits == [0, 1, 2, 3]  # the two finished chunks were not redone
     assert contents(out) == contents(reference)
@@ -152,8 +154,9 @@ def test_ray_engine_writes_the_same_gallery(reference, photos, model_dir, tmp_pa
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        indexing.build(sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH,
-                       engine="ray", progress=False)
+        indexing.build(
+            sources.FolderSource(photos), str(model_dir), out, batch_size=BATCH, engine="ray", progress=False
+        )
     finally:
         ray.shutdown()
     assert contents(out) == contents(reference)
@@ -162,8 +165,22 @@ def test_ray_engine_writes_the_same_gallery(reference, photos, model_dir, tmp_pa
 
 def test_index_and_search_commands(model_dir, tmp_path, capsys):
     out = tmp_path / "galleries" / "scenes"
-    argv = ["index", "scenes", "--n", "24", "--size", "32", "--model", str(model_dir), "--out", str(out),
-            "--batch-size", "8", "--dtype", "float16"]
+    argv = [
+        "index",
+        "scenes",
+        "--n",
+        "24",
+        "--size",
+        "32",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--dtype",
+        "float16",
+    ]
     assert cli(argv) == 0
     manifest = json.loads((out / gallery.MANIFEST).read_text())
     assert manifest["index"] == gallery.EXACT and manifest["dtype"] == "float16"
@@ -230,11 +247,13 @@ def test_a_folder_of_generated_scenes_is_indexed_with_its_captions(model_dir, tm
 
 
 def test_folder_captions_follow_the_imagefolder_columns(tmp_path):
-    rows = [{"file_name": "./a.png", "text": "텍스트", "caption": "캡션"},
-            {"file_name": "sub/b.png", "caption_ko": "한국어", "text": "텍스트"},
-            {"file_name": "c.png", "caption": "캡션"},
-            {"file_name": "d.png", "caption_ko": None, "score": 3},
-            {"file_name": "e.png", "caption_ko": None, "caption": "다른 캡션"}]
+    rows = [
+        {"file_name": "./a.png", "text": "텍스트", "caption": "캡션"},
+        {"file_name": "sub/b.png", "caption_ko": "한국어", "text": "텍스트"},
+        {"file_name": "c.png", "caption": "캡션"},
+        {"file_name": "d.png", "caption_ko": None, "score": 3},
+        {"file_name": "e.png", "caption_ko": None, "caption": "다른 캡션"},
+    ]
     (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     source = sources.FolderSource(tmp_path)
     assert source.captions == {"a.png": "텍스트", "sub/b.png": "한국어", "c.png": "캡션", "e.png": "다른 캡션"}
@@ -243,15 +262,18 @@ def test_folder_captions_follow_the_imagefolder_columns(tmp_path):
     assert sources.FolderSource(tmp_path / "sub").captions == {}  # no metadata.jsonl there
 
 
-@pytest.mark.parametrize("damage, line", [
-    (b'{"file_name": "img01.png", "text": "ok"}\n{"file_name": "img02.png", "text": \n', 2),
-    (b'{"file_name": "img01.png", "text": "\xff\xfe"}\n', 1),
-    (b'["img01.png", "caption"]\n', 1),
-    (b'{"text": "no file name"}\n', 1),
-    (b'{"file_name": "img01.png", "caption_ko": ["a", "list"]}\n', 1),
-    (b"[" * 200_000 + b"\n", 1),  # nested deeper than the JSON parser recurses
-    (b'{"file_name": "img01.png", "text": "' + b"x" * (2 << 20) + b'"}\n', 1),  # one line over the limit
-])
+@pytest.mark.parametrize(
+    "damage, line",
+    [
+        (b'{"file_name": "img01.png", "text": "ok"}\n{"file_name": "img02.png", "text": \n', 2),
+        (b'{"file_name": "img01.png", "text": "\xff\xfe"}\n', 1),
+        (b'["img01.png", "caption"]\n', 1),
+        (b'{"text": "no file name"}\n', 1),
+        (b'{"file_name": "img01.png", "caption_ko": ["a", "list"]}\n', 1),
+        (b"[" * 200_000 + b"\n", 1),  # nested deeper than the JSON parser recurses
+        (b'{"file_name": "img01.png", "text": "' + b"x" * (2 << 20) + b'"}\n', 1),  # one line over the limit
+    ],
+)
 def test_damaged_folder_metadata_is_refused_before_any_work(photos, model_dir, tmp_path, capsys, damage, line):
     folder = tmp_path / "photos"
     shutil.copytree(photos, folder)

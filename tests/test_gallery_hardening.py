@@ -42,8 +42,14 @@ AFTER_THE_SWAP = ("exchanged", "between the renames", "deleting the old")  # the
 def run_child(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """`code` run in a fresh Python that has this module imported as `t`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
-    return subprocess.run([sys.executable, "-c", f"import test_gallery_hardening as t\n{code}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", f"import test_gallery_hardening as t\n{code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def scene_source(seed: int) -> sources.SceneSource:
@@ -69,7 +75,9 @@ def rows_of(out: Path) -> list[dict]:
 
 
 def write_rows(out: Path, rows: list) -> None:
-    (out / gallery.METADATA).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (out / gallery.METADATA).write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 # ---------------------------------------------------------------- crafted graph indexes
@@ -108,15 +116,23 @@ def top_link_to_a_row_on_level_0(arrays, params):
     arrays["neighbors"][first_on_top] = lowest_last_row(arrays)
 
 
-@pytest.mark.parametrize("craft, message", [
-    (None, None),
-    (entry_point_on_level_0, "its entry point .* is not a row on max_level"),
-    (top_link_to_a_row_on_level_0, "a link of row .* leads to a row that is not on the link's level"),
-])
+@pytest.mark.parametrize(
+    "craft, message",
+    [
+        (None, None),
+        (entry_point_on_level_0, "its entry point .* is not a row on max_level"),
+        (top_link_to_a_row_on_level_0, "a link of row .* leads to a row that is not on the link's level"),
+    ],
+)
 def test_a_crafted_graph_is_refused_by_the_search_command_not_a_crash(built, craft, message):
     attach_graph(built, craft)
-    result = subprocess.run([sys.executable, "-m", "koclip", "search", "빨간 원", "--gallery", str(built), "--json"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "koclip", "search", "빨간 원", "--gallery", str(built), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if message is None:  # the graph as faiss built it: searched
         assert result.returncode == 0, result.stderr
         assert len(json.loads(result.stdout)["results"]) == 10
@@ -136,7 +152,9 @@ def test_a_graph_that_crashes_its_search_crashes_only_the_probe(built, tmp_path,
     assert gallery.probe(built) is None  # the graph as faiss built it
     attach_graph(built, entry_links_far_out)
     # In the probe's process alone, the checks are switched off: the second line of defence is tried.
-    (tmp_path / "sitecustomize.py").write_text("import koclip.search.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n")
+    (tmp_path / "sitecustomize.py").write_text(
+        "import koclip.search.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     problem = gallery.probe(built, timeout=120)
     assert problem is not None and "re-index" in problem
@@ -180,10 +198,18 @@ def relevel(arrays, params, rng):
     levels[row] = rng.integers(1, len(cumulative))
     width = cumulative[levels[row]]
     own = arrays["neighbors"][offsets[row] : offsets[row + 1]][:width]
-    added = [_some_row(arrays, rng, 1 + (slot - cumulative[1]) // params["neighbours"]) for slot in range(len(own), width)]
-    neighbors = np.concatenate([arrays["neighbors"][: offsets[row]], own, added, arrays["neighbors"][offsets[row + 1] :]])
-    return {**arrays, "levels": levels, "neighbors": neighbors.astype(np.int32),
-            "offsets": np.r_[0, np.cumsum(cumulative[levels])].astype(np.uint64)}
+    added = [
+        _some_row(arrays, rng, 1 + (slot - cumulative[1]) // params["neighbours"]) for slot in range(len(own), width)
+    ]
+    neighbors = np.concatenate(
+        [arrays["neighbors"][: offsets[row]], own, added, arrays["neighbors"][offsets[row + 1] :]]
+    )
+    return {
+        **arrays,
+        "levels": levels,
+        "neighbors": neighbors.astype(np.int32),
+        "offsets": np.r_[0, np.cumsum(cumulative[levels])].astype(np.uint64),
+    }
 
 
 def retune(arrays, params, rng):
@@ -208,12 +234,14 @@ def fuzz_graphs(trials: int, seed: int = 0) -> None:
             index = ann.HNSWGraph.load(arrays, len(vectors), vectors.shape[1], params, vectors)
         except GalleryError:
             continue
-        index.candidates(unit_rows(4, int(rng.integers(1 << 30))), int(rng.integers(1, 50)),
-                         {"ef_search": int(rng.integers(1, 200))})
+        index.candidates(
+            unit_rows(4, int(rng.integers(1 << 30))), int(rng.integers(1, 50)), {"ef_search": int(rng.integers(1, 200))}
+        )
         loaded += 1
     print(json.dumps({"trials": trials, "loaded": loaded}))
 
 
+@pytest.mark.slow
 def test_no_damage_to_a_graph_that_the_checks_let_through_crashes_its_search():
     result = run_child("t.fuzz_graphs(3000)", timeout=300)
     assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-2000:]}"
@@ -239,9 +267,15 @@ def open_each(folders: list[str]) -> None:
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_fifos_devices_and_folders_in_place_of_files_are_refused_without_blocking(built, tmp_path):
     attach_graph(built)
-    cases = [(gallery.VECTORS, "fifo"), (gallery.METADATA, "fifo"), (gallery.MANIFEST, "fifo"),
-             (f"{gallery.INDEX_DIR}/levels.npy", "fifo"), (gallery.METADATA, "device"), (gallery.VECTORS, "folder"),
-             (jobs.thumbnail_name(0), "fifo")]
+    cases = [
+        (gallery.VECTORS, "fifo"),
+        (gallery.METADATA, "fifo"),
+        (gallery.MANIFEST, "fifo"),
+        (f"{gallery.INDEX_DIR}/levels.npy", "fifo"),
+        (gallery.METADATA, "device"),
+        (gallery.VECTORS, "folder"),
+        (jobs.thumbnail_name(0), "fifo"),
+    ]
     folders = []
     for number, (name, kind) in enumerate(cases):
         folder = Path(shutil.copytree(built, tmp_path / f"case{number}"))
@@ -278,15 +312,20 @@ def test_json_nested_too_deep_is_refused_as_damage(built, tmp_path):
     assert gallery.list_galleries(tmp_path) == [built]  # the manifest alone is read to list: `built`'s is whole
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda v: v.__setitem__(3, 0), r"row 3 of .*vectors.npy is not a valid vector"),
-    (lambda v: v.__setitem__((4, 0), np.nan), "row 4 of"),
-    (lambda v: v.__setitem__((5, 2), -np.inf), "row 5 of"),
-    (lambda v: v.__setitem__(6, v[6] * 1000), "row 6 of"),
-    (lambda v: v.__setitem__((7, 1), 3e38), "row 7 of"),
-    (lambda v: v.__setitem__(slice(10, 17), 0),
-     r"7 rows of .*vectors.npy \(10, 11, 12, 13, 14 and 2 more\) are not a valid vector \(finite"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda v: v.__setitem__(3, 0), r"row 3 of .*vectors.npy is not a valid vector"),
+        (lambda v: v.__setitem__((4, 0), np.nan), "row 4 of"),
+        (lambda v: v.__setitem__((5, 2), -np.inf), "row 5 of"),
+        (lambda v: v.__setitem__(6, v[6] * 1000), "row 6 of"),
+        (lambda v: v.__setitem__((7, 1), 3e38), "row 7 of"),
+        (
+            lambda v: v.__setitem__(slice(10, 17), 0),
+            r"7 rows of .*vectors.npy \(10, 11, 12, 13, 14 and 2 more\) are not a valid vector \(finite",
+        ),
+    ],
+)
 def test_vectors_that_would_give_false_scores_are_refused_with_their_rows(built, damage, message):
     vectors = np.load(built / gallery.VECTORS)
     damage(vectors)
@@ -302,17 +341,32 @@ def test_vectors_rounded_to_float16_are_valid(built):
     assert len(gallery.Gallery.open(built)) == 40
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda out: (out / gallery.METADATA).write_bytes((out / gallery.METADATA).read_bytes()[:-30]),
-     r"metadata.jsonl line 40 is not JSON \(JSONDecodeError"),
-    (lambda out: write_rows(out, rows_of(out)[:-1]), "has 39 rows for 40 vectors"),
-    (lambda out: write_rows(out, [{**r, "caption": ["not", "text"]} for r in rows_of(out)]),
-     "row 0 has a caption that is not text"),
-    (lambda out: write_rows(out, [{**r, "caption": None} for r in rows_of(out)]), "row 0 has a caption that is not text"),
-    (lambda out: write_rows(out, [{**r, "source": True} for r in rows_of(out)]), "row 0 has a source that is neither"),
-    (lambda out: write_rows(out, [{k: v for k, v in r.items() if k != "source"} for r in rows_of(out)]),
-     "row 0 has a source"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda out: (out / gallery.METADATA).write_bytes((out / gallery.METADATA).read_bytes()[:-30]),
+            r"metadata.jsonl line 40 is not JSON \(JSONDecodeError",
+        ),
+        (lambda out: write_rows(out, rows_of(out)[:-1]), "has 39 rows for 40 vectors"),
+        (
+            lambda out: write_rows(out, [{**r, "caption": ["not", "text"]} for r in rows_of(out)]),
+            "row 0 has a caption that is not text",
+        ),
+        (
+            lambda out: write_rows(out, [{**r, "caption": None} for r in rows_of(out)]),
+            "row 0 has a caption that is not text",
+        ),
+        (
+            lambda out: write_rows(out, [{**r, "source": True} for r in rows_of(out)]),
+            "row 0 has a source that is neither",
+        ),
+        (
+            lambda out: write_rows(out, [{k: v for k, v in r.items() if k != "source"} for r in rows_of(out)]),
+            "row 0 has a source",
+        ),
+    ],
+)
 def test_damaged_metadata_is_refused_on_opening_with_the_reason(built, damage, message):
     damage(built)
     with pytest.raises(GalleryError, match=message):
@@ -406,7 +460,10 @@ def test_a_file_that_cannot_be_decoded_is_skipped_and_named_and_the_run_goes_on(
     assert "skipped broken.jpg: " in captured.err and "skipped texture.png: " in captured.err
     assert "indexed 3 images" in captured.out and "skipped 2 unreadable" in captured.out
     manifest = gallery.Gallery.open(tmp_path / "g").manifest
-    assert manifest["skipped_count"] == 2 and {r["source"] for r in manifest["skipped"]} == {"broken.jpg", "texture.png"}
+    assert manifest["skipped_count"] == 2 and {r["source"] for r in manifest["skipped"]} == {
+        "broken.jpg",
+        "texture.png",
+    }
 
 
 def test_the_manifest_lists_a_bounded_number_of_skipped_inputs(model_dir, tmp_path, capsys, monkeypatch):
@@ -494,8 +551,13 @@ def kill_matrix(root: str, model: str, kills: int, moments: list[str]) -> None:
                     traceback.print_exc()
                 os._exit(0)  # not killed: the moment never came
             _, status = os.waitpid(pid, 0)
-            found = {"moment": moment, "trial": trial, "before": at_name, "error": None,
-                     "killed": os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL}
+            found = {
+                "moment": moment,
+                "trial": trial,
+                "before": at_name,
+                "error": None,
+                "killed": os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL,
+            }
             try:
                 found["listed"] = [path.name for path in gallery.list_galleries(root)]
                 opened = gallery.Gallery.open(target)
@@ -513,6 +575,7 @@ def exchange_works(folder: Path) -> bool:
     return atomic.exchange(folder / "a", folder / "b")
 
 
+@pytest.mark.slow
 def test_an_overwrite_killed_at_any_moment_leaves_the_gallery_whole_and_searchable(model_dir, tmp_path):
     root = tmp_path / "galleries"
     indexing.build(scene_source(0), str(model_dir), root / "g", batch_size=4, progress=False)

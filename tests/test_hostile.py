@@ -74,7 +74,9 @@ def test_the_shared_tokenizer_survives_concurrent_use(mini):
         threading.Thread(target=hammer, args=(lambda: mini.is_truncated("빨간 원 " * 50),)),
         threading.Thread(target=hammer, args=(same_answers,)),
         threading.Thread(target=hammer, args=(lambda: mini.encode_text(["파란 삼각형", "노란 별이 있다"]),)),
-        threading.Thread(target=hammer, args=(lambda: mini.classify(scenes.single_object("원", "빨간"), ["빨간 원", "파란 별"]),)),
+        threading.Thread(
+            target=hammer, args=(lambda: mini.classify(scenes.single_object("원", "빨간"), ["빨간 원", "파란 별"]),)
+        ),
     ]
     for thread in threads:
         thread.start()
@@ -88,8 +90,13 @@ def test_the_shared_tokenizer_survives_concurrent_use(mini):
 
 @pytest.mark.parametrize(
     "size, message",
-    [((40000, 10), "strip rather than a picture"), ((10000, 2), "too small"), ((300, 1), "too small"),
-     ((1, 1), "too small"), ((224, 3), "too small")],
+    [
+        ((40000, 10), "strip rather than a picture"),
+        ((10000, 2), "too small"),
+        ((300, 1), "too small"),
+        ((1, 1), "too small"),
+        ((224, 3), "too small"),
+    ],
 )
 def test_degenerate_shapes_are_refused_from_the_header(size, message):
     data = hostile_images.png(*size, colour_type=2, bit_depth=8)
@@ -109,7 +116,9 @@ def test_the_worst_image_under_the_limits_stays_within_a_memory_budget():
         "pixels = transform([koclip.open_image(data)])\n"
         "print(pixels.shape, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
     shape, peak_mib = out.stdout.rsplit(" ", 1)
     assert shape == "(1, 224, 224, 3)"
     assert int(peak_mib) < 450, f"decoding and preprocessing took {peak_mib} MiB"
@@ -187,11 +196,17 @@ def damage(out: Path, what: str) -> None:
         (out / gallery.METADATA).write_text("".join(json.dumps({**r, "thumbnail": "../../x.jpg"}) + "\n" for r in rows))
 
 
-@pytest.mark.parametrize("what, message", [
-    ("empty vectors", "damaged"), ("count as text", "'6', not a whole number"),
-    ("rows not objects", "not an object"), ("no thumbnail", "thumbnail inside the gallery"),
-    ("absolute thumbnail", "thumbnail inside the gallery"), ("escaping thumbnail", "thumbnail inside the gallery"),
-])
+@pytest.mark.parametrize(
+    "what, message",
+    [
+        ("empty vectors", "damaged"),
+        ("count as text", "'6', not a whole number"),
+        ("rows not objects", "not an object"),
+        ("no thumbnail", "thumbnail inside the gallery"),
+        ("absolute thumbnail", "thumbnail inside the gallery"),
+        ("escaping thumbnail", "thumbnail inside the gallery"),
+    ],
+)
 def test_damaged_galleries_are_refused_with_what_is_wrong(built, what, message):
     damage(built, what)
     with pytest.raises(GalleryError, match=message):

@@ -79,8 +79,10 @@ def test_each_format_koclip_reads_opens_as_rgb(name):
 def test_a_format_pillow_knows_but_koclip_does_not_read_is_refused_clearly(name):
     with pytest.raises(InvalidImageError) as refused:
         koclip.open_image(hostile_images.undecodable()[name])
-    assert str(refused.value) == ("the image is not a readable image: it is in none of the formats koclip reads; "
-                                  f"send a whole {FORMAT_NAMES} file")
+    assert str(refused.value) == (
+        "the image is not a readable image: it is in none of the formats koclip reads; "
+        f"send a whole {FORMAT_NAMES} file"
+    )
 
 
 def test_other_formats_are_refused_whatever_the_file_is_called(tmp_path):
@@ -101,7 +103,7 @@ def mutated(data: bytes, rng: random.Random) -> bytes:
         if kind < 0.5 and at < len(data):
             data[at] = rng.randrange(256)
         elif kind < 0.7:
-            del data[at:at + rng.randint(1, 16)]
+            del data[at : at + rng.randint(1, 16)]
         elif kind < 0.9:
             data[at:at] = rng.randbytes(rng.randint(1, 16))
         else:
@@ -109,6 +111,7 @@ def mutated(data: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 def test_mutated_images_get_an_answer_or_the_projects_own_error():
     seeds = [*accepted_samples().values(), *hostile_images.undecodable().values()]
     transform = ImageTransform.clip(224)
@@ -155,15 +158,21 @@ def test_the_command_line_reports_a_query_that_is_not_valid_unicode(capsys):
     assert cli(["search", "빨간 \udcff원", "--gallery", str(GALLERY)]) == 2
     captured = capsys.readouterr()
     assert not captured.out
-    assert captured.err == ("error: the text '빨간 \\udcff원' is not valid Unicode: character 4 is a lone surrogate "
-                            "('\\udcff'), which is what decoding bytes that are not UTF-8 leaves; "
-                            "give the text as UTF-8\n")
+    assert captured.err == (
+        "error: the text '빨간 \\udcff원' is not valid Unicode: character 4 is a lone surrogate "
+        "('\\udcff'), which is what decoding bytes that are not UTF-8 leaves; "
+        "give the text as UTF-8\n"
+    )
 
 
 def test_a_command_line_that_is_not_utf8_gets_a_one_line_error():
     query = "빨간".encode() + b" \xff\xfe"  # Latin-1 bytes typed into a UTF-8 terminal
-    result = subprocess.run([sys.executable, "-m", "koclip", "search", query, "--gallery", str(GALLERY)], cwd=ROOT,
-                            capture_output=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "koclip", "search", query, "--gallery", str(GALLERY)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
     err = result.stderr.decode("utf-8")
     assert result.returncode == 2 and not result.stdout and "Traceback" not in err
     assert err.splitlines()[-1].startswith("error: the text '빨간 \\udcff\\udcfe' is not valid Unicode: character 4")
@@ -242,8 +251,9 @@ def test_metadata_cannot_replace_the_results_own_fields(forged, capsys):
     results = json.loads(captured.out, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))["results"]
     assert [r["rank"] for r in results] == [1, 2, 3]
     assert all(0 < r["score"] < 1 and r["index"] >= 0 for r in results)
-    assert all(r["metadata_score"] == 99.0 and r["metadata_rank"] == "first" and r["metadata_index"] == -1
-               for r in results)
+    assert all(
+        r["metadata_score"] == 99.0 and r["metadata_rank"] == "first" and r["metadata_index"] == -1 for r in results
+    )
     assert all(r["weight"] is None and r["spread"] == [None, 1.0] for r in results)
     assert all(r["caption"].endswith(" \ud800") for r in results)  # written as the escape \ud800
     assert list(results[0])[:3] == ["rank", "index", "score"]

@@ -26,7 +26,9 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
@@ -34,8 +36,9 @@ def imports(path: Path) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py") if "assets" not in path.parts}
-    return {name: {other for other in imports(path) if other in modules and other != name}
-            for name, path in modules.items()}
+    return {
+        name: {other for other in imports(path) if other in modules and other != name} for name, path in modules.items()
+    }
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -77,9 +80,10 @@ def test_the_package_has_no_import_cycles():
 
 
 def test_the_library_never_imports_the_app():
-    reached = {path.relative_to(ROOT).as_posix(): sorted(name for name in imports(path)
-                                                         if name.split(".")[0] in APP_ONLY)
-               for path in PACKAGE.rglob("*.py")}
+    reached = {
+        path.relative_to(ROOT).as_posix(): sorted(name for name in imports(path) if name.split(".")[0] in APP_ONLY)
+        for path in PACKAGE.rglob("*.py")
+    }
     assert {path: names for path, names in reached.items() if names} == {}
 
 

@@ -27,7 +27,11 @@ from koclip.patches import rank_patches
 from koclip.search import gallery
 
 async_api = pytest.importorskip("playwright.async_api", reason="needs playwright (pip install playwright)")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSIONS = int(os.environ.get("KOCLIP_LOAD_SESSIONS", 16))
@@ -58,7 +62,9 @@ class Expected:
             parsed = list(dict.fromkeys(p.strip() for p in re.split(r"[,\n]", labels) if p.strip()))
             self.rankings[labels] = [f"{label} — {prob:.1%}" for label, prob in model.classify(triangle, parsed)]
         self.results = {
-            query: [f"#{rank} · {hit.score:.3f}" for rank, hit in enumerate(gallery.search(model, collection, query), 1)]
+            query: [
+                f"#{rank} · {hit.score:.3f}" for rank, hit in enumerate(gallery.search(model, collection, query), 1)
+            ]
             for query in QUERIES
         }
         self.best_patches = {}
@@ -90,7 +96,8 @@ async def result_scores(page, n: int) -> list[str]:
     await page.wait_for_function(
         "n => (document.querySelector('[data-testid=\"stMain\"]').innerText"
         ".match(/#\\d+ · -?\\d\\.\\d{3}/g) || []).length >= n",
-        arg=n, polling=POLL_MS,
+        arg=n,
+        polling=POLL_MS,
     )
     text = await page.locator('[data-testid="stMain"]').inner_text()
     return sorted(re.findall(r"#\d+ · -?\d\.\d{3}", text), key=lambda s: int(s[1:].split(" ")[0]))
@@ -119,7 +126,8 @@ async def session(browser, url: str, number: int, expected: Expected, deadline: 
                 await submit(page, "Labels (1 to 20, one per line or comma-separated)", labels)
                 items = page.locator('[data-testid="stMarkdownContainer"] ol li')
                 await page.wait_for_function(
-                    "n => document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === n", arg=len(want),
+                    "n => document.querySelectorAll('[data-testid=\"stMarkdownContainer\"] ol li').length === n",
+                    arg=len(want),
                     polling=POLL_MS,
                 )
                 await settle(page)
@@ -178,8 +186,10 @@ async def session(browser, url: str, number: int, expected: Expected, deadline: 
 
 
 def quantiles(seconds: list[float]) -> str:
-    return (f"p50 {seconds[len(seconds) // 2]:.2f} s, p95 {seconds[int(len(seconds) * 0.95)]:.2f} s, "
-            f"max {seconds[-1]:.2f} s")
+    return (
+        f"p50 {seconds[len(seconds) // 2]:.2f} s, p95 {seconds[int(len(seconds) * 0.95)]:.2f} s, "
+        f"max {seconds[-1]:.2f} s"
+    )
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -198,21 +208,29 @@ def test_sixteen_sessions_for_a_minute_get_the_librarys_answers_quickly_and_no_t
             async with async_api.async_playwright() as playwright:
                 browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
                 deadline = time.monotonic() + DURATION_S
-                await asyncio.gather(*(session(browser, server.url, n, expected, deadline, log) for n in range(SESSIONS)))
+                await asyncio.gather(
+                    *(session(browser, server.url, n, expected, deadline, log) for n in range(SESSIONS))
+                )
                 await browser.close()
 
         asyncio.run(run())
         peak = peak_rss_mib(server.process.pid)
-    runs = sorted(float(m.group(1)) for m in re.finditer(r"koclip\.app run \S+ ([\d.]+) s",
-                                                         (ARTIFACTS / "load-server.log").read_text(errors="replace")))
+    runs = sorted(
+        float(m.group(1))
+        for m in re.finditer(
+            r"koclip\.app run \S+ ([\d.]+) s", (ARTIFACTS / "load-server.log").read_text(errors="replace")
+        )
+    )
     failures = [entry for entry in log if not entry[2]]
     kinds = {kind: sum(1 for e in log if e[1] == kind) for kind in KINDS}
     waits = sorted(entry[4] for entry in log)
     slowest = {kind: max((e[4] for e in log if e[1] == kind), default=0.0) for kind in KINDS}
-    print(f"\n{len(log)} answers from {SESSIONS} sessions in {DURATION_S:.0f} s: {kinds}; {len(failures)} wrong or "
-          f"failed; server peak memory {peak:.0f} MiB\n{len(runs)} page runs on the server: {quantiles(runs)}\n"
-          f"what sessions waited, browser included: {quantiles(waits)}; slowest by kind "
-          + ", ".join(f"{kind} {value:.1f} s" for kind, value in slowest.items()))
+    print(
+        f"\n{len(log)} answers from {SESSIONS} sessions in {DURATION_S:.0f} s: {kinds}; {len(failures)} wrong or "
+        f"failed; server peak memory {peak:.0f} MiB\n{len(runs)} page runs on the server: {quantiles(runs)}\n"
+        f"what sessions waited, browser included: {quantiles(waits)}; slowest by kind "
+        + ", ".join(f"{kind} {value:.1f} s" for kind, value in slowest.items())
+    )
     # Throughput on 2 cores is the browsers' to decide; what counts is that every session was answered.
     assert {entry[0] for entry in log} == set(range(SESSIONS)) and all(kinds.values())
     assert not failures, failures[:3]

@@ -41,8 +41,11 @@ def reference_inputs(directory, image_size: int):
     """Token ids, mask and NHWC pixels as transformers makes them for a published-format folder."""
     tokenizer = AutoTokenizer.from_pretrained(str(directory), do_lower_case=False, strip_accents=False)
     tok = tokenizer(TEXTS, padding=True, return_tensors="np")
-    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-                                   resample=Image.Resampling.BICUBIC)  # the transform the published models were trained with
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        resample=Image.Resampling.BICUBIC,
+    )  # the transform the published models were trained with
     pixels = processor(images=images(), return_tensors="np", input_data_format="channels_last")["pixel_values"]
     return tok["input_ids"], tok["attention_mask"], pixels.transpose(0, 2, 3, 1)
 
@@ -153,8 +156,14 @@ def test_the_fake_klue_tokenizer_files_are_what_transformers_saves(tmp_path):
     files = fake_hub.klue_like_tokenizer_files()
     (tmp_path / "vocab.txt").write_bytes(files["vocab.txt"])
     saved = tmp_path / "saved"
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False, strip_accents=None,
-                      bos_token="[CLS]", eos_token="[SEP]", model_max_length=512).save_pretrained(saved)
+    BertTokenizerFast(
+        vocab_file=str(tmp_path / "vocab.txt"),
+        do_lower_case=False,
+        strip_accents=None,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        model_max_length=512,
+    ).save_pretrained(saved)
     assert json.loads((saved / "tokenizer.json").read_text()) == json.loads(files["tokenizer.json"])
     expected = json.loads((saved / "tokenizer_config.json").read_text()) | {"tokenizer_class": "BertTokenizer"}
     assert expected == json.loads(files["tokenizer_config.json"])

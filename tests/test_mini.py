@@ -33,8 +33,15 @@ def test_loading_and_classifying_imports_neither_transformers_nor_pytorch():
         "print(sorted(m for m in ('transformers', 'torch') if m in sys.modules))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert out.stdout.splitlines() == ["빨간 원", "[]"]
 
 

@@ -39,8 +39,9 @@ def test_each_cell_takes_the_colour_of_its_score_and_the_best_is_outlined():
 
 
 def test_the_colour_bar_shows_the_scale_top_to_bottom():
-    heat = heatmap(Image.new("RGB", (300, 150), "white"), ranking([0.3, 0.1], 1, 2, 300), np.array([0.3, 0.1]), "c",
-                   size=300)
+    heat = heatmap(
+        Image.new("RGB", (300, 150), "white"), ranking([0.3, 0.1], 1, 2, 300), np.array([0.3, 0.1]), "c", size=300
+    )
     bar = np.asarray(heat.colour_bar).astype(int)
     column = bar[:, 12]  # through the middle of the coloured strip
     coloured = np.flatnonzero(np.abs(column - 255).sum(axis=1) > 30)

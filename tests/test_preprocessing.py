@@ -27,8 +27,19 @@ from koclip.models.vision import ClipVisionTower, VitTower
 from koclip.transform import ImageTransform
 
 MINI = Path(koclip.__file__).parent / "assets" / "koclip-mini"
-TEXTS = ["이것은 고양이 이다.", "빨간 원", "", "  ", "[CLS] 빨간 [MASK] 원", "ABC abc Éé 東京 😀", "빨간 " * 300,
-         "a photo of a dog", "파란색삼각형이있다", "x" * 500, "강아지\t두  마리가\n공원에 있다"]
+TEXTS = [
+    "이것은 고양이 이다.",
+    "빨간 원",
+    "",
+    "  ",
+    "[CLS] 빨간 [MASK] 원",
+    "ABC abc Éé 東京 😀",
+    "빨간 " * 300,
+    "a photo of a dog",
+    "파란색삼각형이있다",
+    "x" * 500,
+    "강아지\t두  마리가\n공원에 있다",
+]
 
 
 def tokenizer_folders(tmp_path):
@@ -54,10 +65,18 @@ def test_token_ids_and_spans_are_transformers(tmp_path):
             expected = theirs(TEXTS, truncation=max_length is not None, max_length=max_length)["input_ids"]
             assert ours.encode(TEXTS, max_length) == expected, (label, max_length)
         for text in TEXTS:
-            encoded = theirs(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=20)
-            assert ours.pieces(text, 20) == list(zip(encoded["input_ids"], map(tuple, encoded["offset_mapping"]))), label
+            encoded = theirs(
+                text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=20
+            )
+            assert ours.pieces(text, 20) == list(zip(encoded["input_ids"], map(tuple, encoded["offset_mapping"]))), (
+                label
+            )
             assert ours.tokenize(text) == theirs.tokenize(text), label
-        assert (ours.pad_token_id, ours.unk_token_id, len(ours)) == (theirs.pad_token_id, theirs.unk_token_id, len(theirs))
+        assert (ours.pad_token_id, ours.unk_token_id, len(ours)) == (
+            theirs.pad_token_id,
+            theirs.unk_token_id,
+            len(theirs),
+        )
 
 
 def test_a_lowercasing_normaliser_is_loaded_without_case_folding(tmp_path):
@@ -84,18 +103,32 @@ def images():
 
 
 def transformers_pixels(processor, image) -> np.ndarray:
-    return processor(images=[image], return_tensors="np", input_data_format="channels_last")["pixel_values"].transpose(0, 2, 3, 1)
+    return processor(images=[image], return_tensors="np", input_data_format="channels_last")["pixel_values"].transpose(
+        0, 2, 3, 1
+    )
 
 
 @pytest.mark.parametrize("size", [224, 64, 32])
 def test_image_transforms_are_transformers_processors(size):
     pairs = [
-        (ImageTransform.clip(size), CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                                                       resample=Image.Resampling.BICUBIC)),
+        (
+            ImageTransform.clip(size),
+            CLIPImageProcessor(
+                size={"shortest_edge": size},
+                crop_size={"height": size, "width": size},
+                resample=Image.Resampling.BICUBIC,
+            ),
+        ),
         (ImageTransform.vit(size), ViTImageProcessor(size={"height": size, "width": size})),
         # A crop larger than the resized image is zero-padded.
-        (ImageTransform.from_dict(CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size + 7, "width": size + 5}).to_dict()),
-         CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size + 7, "width": size + 5})),
+        (
+            ImageTransform.from_dict(
+                CLIPImageProcessor(
+                    size={"shortest_edge": size}, crop_size={"height": size + 7, "width": size + 5}
+                ).to_dict()
+            ),
+            CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size + 7, "width": size + 5}),
+        ),
     ]
     for ours, theirs in pairs:
         assert ImageTransform.from_dict(theirs.to_dict()) == ours
@@ -112,13 +145,44 @@ def test_older_feature_extractor_files_are_read():
 
 
 TOWERS = [
-    (RobertaTower, FlaxRobertaModule, RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                                                    num_attention_heads=4, intermediate_size=64,
-                                                    max_position_embeddings=40, type_vocab_size=1)),
-    (ClipVisionTower, FlaxCLIPVisionModule, ClipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                             num_attention_heads=2, image_size=32, patch_size=8)),
-    (VitTower, FlaxViTModule, VitConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                        image_size=32, patch_size=8, hidden_dropout_prob=0.1)),
+    (
+        RobertaTower,
+        FlaxRobertaModule,
+        RobertaConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=40,
+            type_vocab_size=1,
+        ),
+    ),
+    (
+        ClipVisionTower,
+        FlaxCLIPVisionModule,
+        ClipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+    ),
+    (
+        VitTower,
+        FlaxViTModule,
+        VitConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            hidden_dropout_prob=0.1,
+        ),
+    ),
 ]
 
 
@@ -126,7 +190,9 @@ TOWERS = [
 def test_towers_initialise_and_compute_as_transformers_flax_modules(ours, theirs, config):
     rng = jax.random.PRNGKey(0)
     ours = ours(config)
-    theirs = theirs(transformers_config(config), **({} if theirs is FlaxCLIPVisionModule else {"add_pooling_layer": True}))
+    theirs = theirs(
+        transformers_config(config), **({} if theirs is FlaxCLIPVisionModule else {"add_pooling_layer": True})
+    )
     if isinstance(config, RobertaConfig):
         ids = np.random.default_rng(0).integers(0, 100, (2, 9))
         mask = np.array([[1] * 9, [1] * 5 + [0] * 4])
@@ -140,7 +206,10 @@ def test_towers_initialise_and_compute_as_transformers_flax_modules(ours, theirs
     assert flat.keys() == their_flat.keys() and all(np.array_equal(flat[k], their_flat[k]) for k in flat)
     for deterministic in (True, False):  # dropout too draws the same masks
         kwargs = {"deterministic": deterministic, "rngs": {"dropout": rng}}
-        out, ref = ours.apply({"params": params}, *inputs, **kwargs), theirs.apply({"params": params}, *their_inputs, **kwargs)
+        out, ref = (
+            ours.apply({"params": params}, *inputs, **kwargs),
+            theirs.apply({"params": params}, *their_inputs, **kwargs),
+        )
         np.testing.assert_allclose(out[0], ref[0], atol=1e-6)
         np.testing.assert_allclose(out[1], ref[1], atol=1e-6)
     if isinstance(config, RobertaConfig):

@@ -143,9 +143,16 @@ def test_a_koclip_folder_honours_its_preprocessor_config(tmp_path):
     config = json.loads((saved / "preprocessor_config.json").read_text())
     assert config["image_processor_type"] == "CLIPImageProcessor" and config["crop_size"] == {"height": 32, "width": 32}
     # Another transform written there is what the saved model then uses.
-    vit = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": 48, "width": 48},
-           "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.25] * 3, "do_rescale": True,
-           "rescale_factor": 1 / 255}
+    vit = {
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": True,
+        "size": {"height": 48, "width": 48},
+        "do_normalize": True,
+        "image_mean": [0.5] * 3,
+        "image_std": [0.25] * 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+    }
     (saved / "preprocessor_config.json").write_text(json.dumps(vit))
     pixels = koclip.load(saved).preprocess([Image.new("RGB", (30, 20), (255, 255, 255))])
     assert pixels.shape == (1, 48, 48, 3)
@@ -156,9 +163,9 @@ def test_a_published_format_ignores_a_preprocessor_config_in_its_folder(tmp_path
     import tiny
 
     tiny.write_hybrid_clip(tmp_path, seed=6, kind="vit")
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
-        {"image_processor_type": "ViTImageProcessor", "size": {"height": 48, "width": 48}}
-    ))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "ViTImageProcessor", "size": {"height": 48, "width": 48}})
+    )
     pixels = koclip.load(tmp_path).preprocess([Image.new("RGB", (30, 20))])
     assert pixels.shape == (1, 32, 32, 3)  # the training transform at the tower's own size
 

@@ -64,8 +64,7 @@ def test_every_query_holds_for_its_own_scene(many: list[S.Scene]) -> None:
 
 def test_generator_covers_the_vocabulary(many: list[S.Scene]) -> None:
     objects = [o for s in many for o in s.objects]
-    for key, words in (("shape", S.SHAPES), ("color", S.COLORS), ("size", S.SIZES),
-                       ("position", S.POSITIONS)):
+    for key, words in (("shape", S.SHAPES), ("color", S.COLORS), ("size", S.SIZES), ("position", S.POSITIONS)):
         assert {o[key] for o in objects} == set(words)
     single = sum(len(s.objects) == 1 for s in many) / len(many)
     assert 0.3 < single < 0.5
@@ -153,9 +152,7 @@ def test_imagefolder_round_trip(tmp_path) -> None:
 
     scenes = S.generate(5, seed=2)
     out = S.write_imagefolder(iter(scenes), tmp_path / "folder")
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)] + [
-        "metadata.jsonl"
-    ]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)] + ["metadata.jsonl"]
     loaded = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
     for ds in (loaded, S.to_dataset(scenes)):
         columns = {"image", "caption_ko", "captions_ko", "caption_en", "objects"}
@@ -246,12 +243,18 @@ def check_captions(scene: S.Scene) -> None:
 
 def test_read_caption_understands_every_form() -> None:
     assert read_caption("왼쪽에 큰 빨간 원이 있다") == (
-        [{"size": "큰", "color": "빨간", "shape": "원", "position": "왼쪽"}], None)
-    assert read_caption("오른쪽에 있는 파란 하트") == (
-        [{"color": "파란", "shape": "하트", "position": "오른쪽"}], None)
+        [{"size": "큰", "color": "빨간", "shape": "원", "position": "왼쪽"}],
+        None,
+    )
+    assert read_caption("오른쪽에 있는 파란 하트") == ([{"color": "파란", "shape": "하트", "position": "오른쪽"}], None)
     assert read_caption("큰 노란 사각형, 작은 파란 별과 작은 노란 사각형이 있다") == (
-        [{"size": "큰", "color": "노란", "shape": "사각형"}, {"size": "작은", "color": "파란", "shape": "별"},
-         {"size": "작은", "color": "노란", "shape": "사각형"}], None)
+        [
+            {"size": "큰", "color": "노란", "shape": "사각형"},
+            {"size": "작은", "color": "파란", "shape": "별"},
+            {"size": "작은", "color": "노란", "shape": "사각형"},
+        ],
+        None,
+    )
     assert read_caption("초록 것 세 개가 있다") == ([{"color": "초록"}], 3)
     assert read_caption("별 두 개") == ([{"shape": "별"}], 2)
     assert read_caption("이것은 흰 것 이다.") == ([{"color": "흰"}], None)

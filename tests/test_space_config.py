@@ -37,9 +37,22 @@ def test_the_requirements_install_without_torch_cuda_or_transformers(tmp_path):
     # PyTorch twin.
     report = tmp_path / "report.json"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--report", str(report), "-r", str(ROOT / "requirements.txt")],
-        check=True, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "-r",
+            str(ROOT / "requirements.txt"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert {"streamlit", "jax", "flax", "tokenizers", "datasets", "scikit-learn"} <= names
@@ -51,7 +64,11 @@ def test_the_readme_rehearsal_runs_without_transformers_or_torch(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert ".venv/bin/python tests/fake_hub.py /tmp/hf-cache" in readme
     hide = "import sys, runpy; sys.modules.update(dict.fromkeys(['transformers', 'torch'])); "
-    lay = hide + f"sys.argv = ['fake_hub.py', {str(tmp_path / 'cache')!r}]; runpy.run_path('tests/fake_hub.py', run_name='__main__')"
+    lay = (
+        hide
+        + f"sys.argv = ['fake_hub.py', {str(tmp_path / 'cache')!r}]; "
+        + "runpy.run_path('tests/fake_hub.py', run_name='__main__')"
+    )
     subprocess.run([sys.executable, "-c", lay], cwd=ROOT, check=True, capture_output=True, timeout=300)
     use = hide + (
         "import koclip, skimage.data; model = koclip.load('koclip-base'); assert model.backend.compiles; "

@@ -11,8 +11,18 @@ from koclip.data import scenes
 from koclip.training import evaluate, train
 from koclip.transform import ImageTransform
 
-QUICK = dict(towers="mini", image_size=32, scenes=1000, steps=150, batch_size=64, learning_rate=2e-3,
-             warmup_steps=20, text_length=16, eval_every=1000, save_every=1000)
+QUICK = dict(
+    towers="mini",
+    image_size=32,
+    scenes=1000,
+    steps=150,
+    batch_size=64,
+    learning_rate=2e-3,
+    warmup_steps=20,
+    text_length=16,
+    eval_every=1000,
+    save_every=1000,
+)
 
 
 @pytest.fixture(scope="module")

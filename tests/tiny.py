@@ -23,9 +23,15 @@ from koclip.tokenizer import train_wordpiece
 TRANSFORMERS_DEFAULTS = json.loads((Path(__file__).parent / "data" / "transformers_configs.json").read_text())
 
 SENTENCES = [
-    "이것은 고양이 이다.", "강아지 두 마리가 공원에 있다", "빨간 자동차가 도로 위에 있다",
-    "파란 하늘 아래 바다", "a photo of a dog", "사람들이 버스를 기다리고 있다",
-    "테이블 위에 커피 한 잔", "하얀 눈이 쌓인 산", "큰 비행기가 하늘을 난다",
+    "이것은 고양이 이다.",
+    "강아지 두 마리가 공원에 있다",
+    "빨간 자동차가 도로 위에 있다",
+    "파란 하늘 아래 바다",
+    "a photo of a dog",
+    "사람들이 버스를 기다리고 있다",
+    "테이블 위에 커피 한 잔",
+    "하얀 눈이 쌓인 산",
+    "큰 비행기가 하늘을 난다",
 ] * 4
 
 
@@ -35,8 +41,15 @@ def tokenizer():
 
 def text_config(vocab_size: int) -> RobertaConfig:
     return RobertaConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
         type_vocab_size=1,
     )
 
@@ -44,11 +57,23 @@ def text_config(vocab_size: int) -> RobertaConfig:
 def vision_config(kind: str, image_size: int = 32):
     """A tiny tower of the kind given; at 224 px the patches are ViT-B/32's (clip) or ViT-L/16's (vit)."""
     if kind == "clip":
-        return ClipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                image_size=image_size, patch_size=8 if image_size == 32 else 32)
+        return ClipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8 if image_size == 32 else 32,
+        )
     if kind == "vit":
-        return VitConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         image_size=image_size, patch_size=8 if image_size == 32 else 16)
+        return VitConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8 if image_size == 32 else 16,
+        )
     return ConvTowerConfig(image_size=image_size, widths=(8, 16), hidden_size=24, local_size=12)
 
 
@@ -62,7 +87,9 @@ def _random_params(cfg: KoCLIPConfig, seed: int, noise: float = 0.02) -> dict:
 
     params = init_params(cfg, seed)
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x) + noise * rng.standard_normal(x.shape).astype(np.float32), params)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + noise * rng.standard_normal(x.shape).astype(np.float32), params
+    )
 
 
 def transformers_dict(tower) -> dict:
@@ -73,8 +100,14 @@ def transformers_dict(tower) -> dict:
     return written
 
 
-def hybrid_clip_files(seed: int = 0, kind: str = "clip", image_size: int = 32, vision_type: str = "clip",
-                      vocab_size: int = 300, noise: float = 0.02) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
+def hybrid_clip_files(
+    seed: int = 0,
+    kind: str = "clip",
+    image_size: int = 32,
+    vision_type: str = "clip",
+    vocab_size: int = 300,
+    noise: float = 0.02,
+) -> tuple[KoCLIPConfig, dict, dict[str, bytes]]:
     """config.json and flax_model.msgpack as the original `FlaxHybridCLIP.save_pretrained` wrote them.
 
     `vision_type` is the CLIP tower's `model_type`: "clip" (a full CLIP config whose vision part is
@@ -120,7 +153,8 @@ def write_vision_text_dual_encoder(directory: Path, seed: int = 0) -> None:
     tok = tokenizer()
     cfg = config("clip", len(tok))
     vtde = VisionTextDualEncoderConfig.from_vision_text_configs(
-        transformers_config(cfg.vision_config), transformers_config(cfg.text_config), projection_dim=16)
+        transformers_config(cfg.vision_config), transformers_config(cfg.text_config), projection_dim=16
+    )
     torch.manual_seed(seed)
     model = VisionTextDualEncoderModel(vtde)
     with torch.no_grad():

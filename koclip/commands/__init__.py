@@ -95,8 +95,10 @@ def refuse_unused(args: argparse.Namespace, defaults: Mapping[str, Any], needs: 
     given = ["--" + name.replace("_", "-") for name, default in defaults.items() if getattr(args, name) != default]
     if given:
         one = len(given) == 1
-        raise InvalidInputError(f"{', '.join(given)} only {'applies' if one else 'apply'} with {needs}: "
-                                f"leave {'it' if one else 'them'} out, or use {needs}")
+        raise InvalidInputError(
+            f"{', '.join(given)} only {'applies' if one else 'apply'} with {needs}: "
+            f"leave {'it' if one else 'them'} out, or use {needs}"
+        )
 
 
 def check_model(name: str) -> None:

@@ -50,7 +50,8 @@ examples:
   python -m koclip index photos/ --model koclip-base --out embeddings/photos
   python -m koclip index scenes --n 2000 --model koclip-mini --out embeddings/scenes
   python -m koclip index samples --model koclip-base --out embeddings/koclip-base-samples
-  python -m koclip index data/scenes --dataset --caption-column caption_ko --model koclip-mini --out embeddings/scenes-ds"""
+  python -m koclip index data/scenes --dataset --caption-column caption_ko --model koclip-mini \\
+      --out embeddings/scenes-ds"""
 
 
 def budget(text: str) -> int:
@@ -64,38 +65,77 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
-    parser.add_argument("source", metavar="SOURCE", help="image folder, dataset (with --dataset), 'scenes' or 'samples'")
+    parser.add_argument(
+        "source", metavar="SOURCE", help="image folder, dataset (with --dataset), 'scenes' or 'samples'"
+    )
     parser.add_argument("--model", required=True, help="model name, Hub id or checkpoint folder")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="gallery folder to write")
     parser.add_argument("--batch-size", type=positive, default=64, help="images per batch (default: 64)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32",
-                        help="stored vector type; float16 halves the file (default: float32)")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="stored vector type; float16 halves the file (default: float32)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a finished gallery in --out")
-    parser.add_argument("--ann-threshold", type=positive, default=ANN_THRESHOLD, metavar="N",
-                        help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})")
-    parser.add_argument("--memory-budget", type=budget, default=ann.DEFAULT_BUDGET, metavar="SIZE",
-                        help=f"memory the approximate index may hold, e.g. 512M or 4G "
-                             f"(default: {ann.DEFAULT_BUDGET >> 30}G)")
-    parser.add_argument("--target-recall", type=float_above(0, 1), default=ann.TARGET_RECALL, metavar="R",
-                        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process; ray: a Ray Data pipeline (needs requirements-ray.txt)")
-    parser.add_argument("--workers", type=positive, default=RAY_OPTIONS["workers"], metavar="N",
-                        help="model actors for --engine ray (default: %(default)s)")
+    parser.add_argument(
+        "--ann-threshold",
+        type=positive,
+        default=ANN_THRESHOLD,
+        metavar="N",
+        help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=budget,
+        default=ann.DEFAULT_BUDGET,
+        metavar="SIZE",
+        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {ann.DEFAULT_BUDGET >> 30}G)",
+    )
+    parser.add_argument(
+        "--target-recall",
+        type=float_above(0, 1),
+        default=ann.TARGET_RECALL,
+        metavar="R",
+        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: a Ray Data pipeline (needs requirements-ray.txt)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive,
+        default=RAY_OPTIONS["workers"],
+        metavar="N",
+        help="model actors for --engine ray (default: %(default)s)",
+    )
     data = parser.add_argument_group("datasets")
     data.add_argument("--dataset", action="store_true", help="SOURCE is a dataset name or folder")
     data.add_argument("--split", default=DATASET_OPTIONS["split"], help="dataset split (default: %(default)s)")
-    data.add_argument("--image-column", default=DATASET_OPTIONS["image_column"],
-                      help="column holding images (default: %(default)s)")
-    data.add_argument("--caption-column", default=DATASET_OPTIONS["caption_column"],
-                      help="column holding captions to keep in the metadata")
+    data.add_argument(
+        "--image-column", default=DATASET_OPTIONS["image_column"], help="column holding images (default: %(default)s)"
+    )
+    data.add_argument(
+        "--caption-column",
+        default=DATASET_OPTIONS["caption_column"],
+        help="column holding captions to keep in the metadata",
+    )
     generated = parser.add_argument_group("generated scenes (SOURCE = scenes)")
-    generated.add_argument("--n", type=positive, default=SCENE_OPTIONS["n"],
-                           help="number of scenes (default: %(default)s)")
-    generated.add_argument("--seed", type=int_at_least(0), default=SCENE_OPTIONS["seed"],
-                           help="scene stream (default: %(default)s)")
-    generated.add_argument("--size", type=int_at_least(MIN_SIZE), default=SCENE_OPTIONS["size"],
-                           help="image side in pixels (default: %(default)s)")
+    generated.add_argument(
+        "--n", type=positive, default=SCENE_OPTIONS["n"], help="number of scenes (default: %(default)s)"
+    )
+    generated.add_argument(
+        "--seed", type=int_at_least(0), default=SCENE_OPTIONS["seed"], help="scene stream (default: %(default)s)"
+    )
+    generated.add_argument(
+        "--size",
+        type=int_at_least(MIN_SIZE),
+        default=SCENE_OPTIONS["size"],
+        help="image side in pixels (default: %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -113,8 +153,9 @@ def main(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InvalidInputError(f"--out {args.out} is a file; give a folder for the gallery")
     if (args.out / MANIFEST).is_file() and not args.overwrite:
-        raise GalleryError(f"--out {args.out} already holds a gallery; pass --overwrite to replace it, "
-                           "or choose another --out")
+        raise GalleryError(
+            f"--out {args.out} already holds a gallery; pass --overwrite to replace it, or choose another --out"
+        )
     check_model(args.model)
 
     from koclip.search import indexing, sources
@@ -130,9 +171,17 @@ def main(args: argparse.Namespace) -> int:
     else:
         source = sources.FolderSource(Path(args.source))
     manifest = indexing.build(
-        source, args.model, args.out, batch_size=args.batch_size, dtype=args.dtype, engine=args.engine,
-        workers=args.workers, ann_threshold=args.ann_threshold, memory_budget=args.memory_budget,
-        target_recall=args.target_recall, overwrite=args.overwrite,
+        source,
+        args.model,
+        args.out,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        engine=args.engine,
+        workers=args.workers,
+        ann_threshold=args.ann_threshold,
+        memory_budget=args.memory_budget,
+        target_recall=args.target_recall,
+        overwrite=args.overwrite,
     )
     for record in manifest["skipped"]:
         print(terminal_safe(f"skipped {record['source']}: {record['reason']}"), file=sys.stderr)
@@ -144,13 +193,25 @@ def main(args: argparse.Namespace) -> int:
     if manifest.get("unlike_training"):
         from koclip import domain
 
-        print(terminal_safe("warning: " + domain.gallery_warning(manifest["model"], manifest["unlike_training"],
-                                                                 manifest["count"])), file=sys.stderr)
+        print(
+            terminal_safe(
+                "warning: " + domain.gallery_warning(manifest["model"], manifest["unlike_training"], manifest["count"])
+            ),
+            file=sys.stderr,
+        )
     tuning = manifest.get("index_tuning")
     captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
-    measured = (f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
-                f"on {tuning['held_out']} held-out rows{captions}, "
-                f"p50 {tuning['p50_ms']:.2f} ms") if tuning else ""
-    print(f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
-          f"({manifest['index']} search{measured}{note})")
+    measured = (
+        (
+            f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
+            f"on {tuning['held_out']} held-out rows{captions}, "
+            f"p50 {tuning['p50_ms']:.2f} ms"
+        )
+        if tuning
+        else ""
+    )
+    print(
+        f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
+        f"({manifest['index']} search{measured}{note})"
+    )
     return 0

@@ -45,25 +45,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="DIR",
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
         help="directory to write into; created if missing, must be empty if it exists",
     )
+    parser.add_argument("--n", type=int_at_least(1), default=1000, help="number of images (default: 1000)")
     parser.add_argument(
-        "--n", type=int_at_least(1), default=1000, help="number of images (default: 1000)"
-    )
-    parser.add_argument(
-        "--seed", type=int_at_least(0), default=0,
+        "--seed",
+        type=int_at_least(0),
+        default=0,
         help="which stream of scenes to draw (default: 0)",
     )
     parser.add_argument(
-        "--size", type=int_at_least(scenes.MIN_SIZE), default=64,
+        "--size",
+        type=int_at_least(scenes.MIN_SIZE),
+        default=64,
         help="image side in pixels; with --composite, the side of one cell (default: 64)",
     )
+    parser.add_argument("--composite", action="store_true", help="write GRID x GRID boards instead of single scenes")
     parser.add_argument(
-        "--composite", action="store_true", help="write GRID x GRID boards instead of single scenes"
-    )
-    parser.add_argument(
-        "--grid", type=int_at_least(1, scenes.MAX_GRID), default=COMPOSITE_OPTIONS["grid"],
+        "--grid",
+        type=int_at_least(1, scenes.MAX_GRID),
+        default=COMPOSITE_OPTIONS["grid"],
         help="cells per side of a composite board (default: %(default)s)",
     )
 

@@ -81,8 +81,10 @@ def check_words(model, query: str) -> None:
             f"{model.name} knows none of the words in the query ({listed}), so it has no answer{hint}"
         )
     if unknown:
-        print(terminal_safe(f"warning: {model.name} does not know {listed}; that part of the query is ignored{hint}"),
-              file=sys.stderr)
+        print(
+            terminal_safe(f"warning: {model.name} does not know {listed}; that part of the query is ignored{hint}"),
+            file=sys.stderr,
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -109,15 +111,22 @@ def main(args: argparse.Namespace) -> int:
         hits = gallery.search_image(model, collection, image, args.top_k)
     else:
         if model.is_truncated(args.query):
-            print(f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
-                  "only its beginning is used", file=sys.stderr)
+            print(
+                f"note: the query is longer than the {model.max_text_length} tokens {model.name} reads; "
+                "only its beginning is used",
+                file=sys.stderr,
+            )
         check_words(model, args.query)
         hits = gallery.search(model, collection, args.query, args.top_k)
     results = [result(rank, hit.index, hit.score, collection.item(hit.index)) for rank, hit in enumerate(hits, 1)]
     if args.json:
         # Strict JSON: a score that is not a number was refused by the search already.
-        out = {"query": args.query or str(args.image), "gallery": str(args.gallery), "model": model.name,
-               "results": finite(results)}
+        out = {
+            "query": args.query or str(args.image),
+            "gallery": str(args.gallery),
+            "model": model.name,
+            "results": finite(results),
+        }
         print(printable(json.dumps(out, ensure_ascii=False, indent=2, allow_nan=False, default=str)))
         return 0
     print(f"{'rank':>4}  {'score':>7}  source")

@@ -71,15 +71,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "The shipped koclip-mini was trained with the defaults; to reproduce it beside the shipped one: "
         "python -m koclip train --out runs/koclip-mini. Data on the Hub needs internet; generated scenes do not."
     )
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the model already in --out (the shipped koclip-mini, for one)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the model already in --out (the shipped koclip-mini, for one)"
+    )
     for name, (kind, default) in config_fields().items():
         flag = "--" + name.replace("_", "-")
         if kind == "bool":
             parser.add_argument(flag, action="store_true", help=HELPS[name])
         else:
-            parser.add_argument(flag, type=TYPES.get(name, str), default=default, help=HELPS[name],
-                                choices=TOWERS if name == "towers" else None)
+            parser.add_argument(
+                flag,
+                type=TYPES.get(name, str),
+                default=default,
+                help=HELPS[name],
+                choices=TOWERS if name == "towers" else None,
+            )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -100,7 +106,9 @@ def main(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out {out} is a file; give a folder to write the model to")
     if (out / "config.json").is_file() and not args.overwrite:
-        raise InvalidInputError(f"--out {out} already holds a model; pass --overwrite to replace it, or pick another folder")
+        raise InvalidInputError(
+            f"--out {out} already holds a model; pass --overwrite to replace it, or pick another folder"
+        )
 
     from koclip.training.train import train
 

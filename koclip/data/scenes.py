@@ -129,9 +129,7 @@ class Scene:
 
 
 def _fits(spec: ObjectSpec, obj: dict[str, Any]) -> bool:
-    return all(
-        (wanted := getattr(spec, key)) is None or obj[key] == wanted for key in _SPEC_KEYS
-    )
+    return all((wanted := getattr(spec, key)) is None or obj[key] == wanted for key in _SPEC_KEYS)
 
 
 def matches(query: Query, objects: list[dict[str, Any]]) -> bool:
@@ -246,9 +244,7 @@ def _scatter(
             return placed
 
 
-def _background(
-    rng: np.random.Generator, colors: list[str], width: int, height: int
-) -> Image.Image:
+def _background(rng: np.random.Generator, colors: list[str], width: int, height: int) -> Image.Image:
     """A solid, gradient or lightly noisy background that contrasts with every colour in `colors`.
 
     It is made at output size and enlarged without smoothing, so its noise stays per-pixel
@@ -349,9 +345,7 @@ def _main_caption(objects: list[dict[str, Any]]) -> tuple[str, Query, str]:
     )
 
 
-def _captions(
-    rng: np.random.Generator, objects: list[dict[str, Any]]
-) -> tuple[list[str], list[Query], str]:
+def _captions(rng: np.random.Generator, objects: list[dict[str, Any]]) -> tuple[list[str], list[Query], str]:
     main, main_query, english = _main_caption(objects)
     chosen = {main: main_query}  # text -> query; a dict keeps order and drops repeats
     options = [_short_captions(obj, objects) for obj in objects]
@@ -440,9 +434,7 @@ def generate(n: int, seed: int = 0, size: int = 64, max_objects: int = 3) -> lis
     return [scene(seed, i, size, max_objects) for i in range(n)]
 
 
-def single_object(
-    shape: str, color: str, size_px: int = 64, seed: int = 0, big: bool = True
-) -> Image.Image:
+def single_object(shape: str, color: str, size_px: int = 64, seed: int = 0, big: bool = True) -> Image.Image:
     """An image of one given object (e.g. a blue triangle) placed at random by `seed`."""
     if shape not in SHAPES or color not in COLORS:
         raise ValueError(f"unknown shape or colour: {shape!r}, {color!r}")
@@ -475,7 +467,7 @@ def composite(seed: int, grid: int = 3, cell: int = 64, index: int = 0) -> Scene
         shape, color = SHAPES[pair // len(COLORS)], COLORS[pair % len(COLORS)]
         size = SIZES[rng.integers(len(SIZES))]
         extent = cell * rng.uniform(*_SIDE[size])
-        cx, cy = (np.array([col, row]) * cell + rng.uniform(extent / 2, cell - extent / 2, 2))
+        cx, cy = np.array([col, row]) * cell + rng.uniform(extent / 2, cell - extent / 2, 2)
         obj, outline = _make(rng, shape, color, size, extent, cx, cy, (side, side))
         obj["cell"] = (row, col)
         items.append((obj, outline))

@@ -86,8 +86,9 @@ class FlaxBackend:
 
     @params.setter
     def params(self, params: dict) -> None:
-        self._stored = jax.tree_util.tree_map(jnp.asarray, _dense_kernels_transposed(
-            jax.tree_util.tree_map(np.asarray, params)))
+        self._stored = jax.tree_util.tree_map(
+            jnp.asarray, _dense_kernels_transposed(jax.tree_util.tree_map(np.asarray, params))
+        )
 
     def flax_params(self) -> dict:
         return self.params
@@ -155,7 +156,8 @@ class TorchBackend:
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             out = self.model.encode_text(
-                self.torch.from_numpy(input_ids.astype(np.int64)), self.torch.from_numpy(attention_mask.astype(np.int64))
+                self.torch.from_numpy(input_ids.astype(np.int64)),
+                self.torch.from_numpy(attention_mask.astype(np.int64)),
             )
         return self._unit(out)
 
@@ -214,9 +216,11 @@ def resolve(backend: str, weights: int, precision: str = "float32") -> str:
         wants_torch = weights >= SMALL_MODEL or precision != "float32"
         backend = "torch" if wants_torch and torch_usable() else "flax"
         if precision != "float32" and backend != "torch":
-            raise InvalidInputError(f'precision="{precision}" needs the PyTorch twin, which cannot run here: PyTorch '
-                                    "or transformers is not installed (requirements-torch.txt), or USE_TORCH=0 "
-                                    "forbids transformers to use it")
+            raise InvalidInputError(
+                f'precision="{precision}" needs the PyTorch twin, which cannot run here: PyTorch '
+                "or transformers is not installed (requirements-torch.txt), or USE_TORCH=0 "
+                "forbids transformers to use it"
+            )
     return backend
 
 
@@ -236,8 +240,9 @@ def create(backend: str, ckpt: Checkpoint, precision: str = "float32") -> FlaxBa
     """The backend for `ckpt`. precision="bfloat16" (PyTorch only) halves the weights' memory and, on
     CPUs with bfloat16 units (AVX512-BF16, AMX), speeds both towers up; embeddings agree with float32
     to a cosine of 0.9999 on koclip-base's shapes (benchmarks/encode.py measures both)."""
-    backend = resolve(backend, weight_count(ckpt.flax_params if ckpt.flax_params is not None else ckpt.torch_state),
-                      precision)
+    backend = resolve(
+        backend, weight_count(ckpt.flax_params if ckpt.flax_params is not None else ckpt.torch_state), precision
+    )
     if backend == "flax":
         return FlaxBackend(ckpt.config, _params_for_flax(ckpt))
     return TorchBackend(ckpt.config, _state_for_torch(ckpt), precision)

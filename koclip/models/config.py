@@ -169,7 +169,9 @@ class KoCLIPConfig:
 
     def __post_init__(self):
         if self.text_positions not in TEXT_POSITIONS:
-            raise KoCLIPError(f"unknown text_positions {self.text_positions!r}; expected one of {', '.join(TEXT_POSITIONS)}")
+            raise KoCLIPError(
+                f"unknown text_positions {self.text_positions!r}; expected one of {', '.join(TEXT_POSITIONS)}"
+            )
 
     @property
     def vision_type(self) -> str:
@@ -193,9 +195,7 @@ class KoCLIPConfig:
     def from_dict(cls, d: dict[str, Any]) -> KoCLIPConfig:
         model_type = d.get("model_type")
         if model_type not in KNOWN_FORMATS:
-            raise KoCLIPError(
-                f"config.json has model_type {model_type!r}; KoCLIP reads {', '.join(KNOWN_FORMATS)}"
-            )
+            raise KoCLIPError(f"config.json has model_type {model_type!r}; KoCLIP reads {', '.join(KNOWN_FORMATS)}")
         return cls(
             text_config=text_config_from_dict(d["text_config"]),
             vision_config=vision_config_from_dict(d["vision_config"]),
@@ -203,7 +203,8 @@ class KoCLIPConfig:
             logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
             text_pooling=d.get("text_pooling", "pooler"),
             # koclip's own format names its convention; older koclip folders (koclip-mini) used RoBERTa's.
-            text_positions=POSITIONS_FROM_ZERO if model_type in PUBLISHED_FORMATS
+            text_positions=POSITIONS_FROM_ZERO
+            if model_type in PUBLISHED_FORMATS
             else d.get("text_positions", POSITIONS_ROBERTA),
         )
 
@@ -224,15 +225,29 @@ def published_architecture(name: str) -> KoCLIPConfig:
     """The shapes of a published model, as its config.json gives them: klue/roberta-large's text
     tower with CLIP ViT-B/32 (koclip-base) or ViT-L/16 at 224 pixels (koclip-large)."""
     text = RobertaConfig(
-        vocab_size=32000, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-        max_position_embeddings=514, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+        vocab_size=32000,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        max_position_embeddings=514,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
     )
     visions = {
         "koclip-base": lambda: ClipVisionConfig(),  # the defaults are ViT-B/32 at 224 pixels
-        "koclip-large": lambda: VitConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                          intermediate_size=4096, patch_size=16, image_size=224),
+        "koclip-large": lambda: VitConfig(
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            patch_size=16,
+            image_size=224,
+        ),
     }
     if name not in visions:
-        trained = " (koclip-mini ships trained: koclip.load(\"koclip-mini\"))" if name == "koclip-mini" else ""
+        trained = ' (koclip-mini ships trained: koclip.load("koclip-mini"))' if name == "koclip-mini" else ""
         raise UnknownModelError(f"no published architecture named {name!r}; choose {' or '.join(visions)}{trained}")
     return KoCLIPConfig(text, visions[name](), projection_dim=512, text_positions=POSITIONS_FROM_ZERO)

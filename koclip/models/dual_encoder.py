@@ -37,9 +37,7 @@ class DualEncoder(nn.Module):
         self.vision_model = vision_tower(cfg, self.dtype)
         self.text_projection = nn.Dense(cfg.projection_dim, use_bias=False, dtype=self.dtype)
         self.visual_projection = nn.Dense(cfg.projection_dim, use_bias=False, dtype=self.dtype)
-        self.logit_scale = self.param(
-            "logit_scale", nn.initializers.constant(cfg.logit_scale_init_value), ()
-        )
+        self.logit_scale = self.param("logit_scale", nn.initializers.constant(cfg.logit_scale_init_value), ())
 
     def encode_text(self, input_ids, attention_mask, deterministic: bool = True):
         outputs = self.text_model(

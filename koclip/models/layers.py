@@ -55,8 +55,14 @@ def attend(module: nn.Module, query, key, value, bias, dropout_rate: float, dete
     and (batch, tokens, heads * depth)."""
     dropout_rng = module.make_rng("dropout") if not deterministic and dropout_rate > 0 else None
     weights = dot_product_attention_weights(
-        query, key, bias=bias, dropout_rng=dropout_rng, dropout_rate=dropout_rate, broadcast_dropout=True,
-        deterministic=deterministic, dtype=dtype,
+        query,
+        key,
+        bias=bias,
+        dropout_rng=dropout_rng,
+        dropout_rate=dropout_rate,
+        broadcast_dropout=True,
+        deterministic=deterministic,
+        dtype=dtype,
     )
     out = jnp.einsum("...hqk,...khd->...qhd", weights, value)
     return out.reshape(out.shape[:2] + (-1,))
@@ -77,8 +83,9 @@ class QKVAttention(nn.Module):
         """Queries from the first `rows` tokens only (None: all); keys and values from all."""
 
         def project(name, tokens):
-            dense = nn.Dense(self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype,
-                             name=name)
+            dense = nn.Dense(
+                self.hidden_size, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype, name=name
+            )
             return split_heads(dense(tokens), self.heads)
 
         query, key, value = project("query", x[:, :rows]), project("key", x), project("value", x)
@@ -115,7 +122,9 @@ class DenseActivation(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return activation(self.act)(nn.Dense(self.features, kernel_init=self.kernel_init, dtype=self.dtype, name="dense")(x))
+        return activation(self.act)(
+            nn.Dense(self.features, kernel_init=self.kernel_init, dtype=self.dtype, name="dense")(x)
+        )
 
 
 class Stack(nn.Module):

@@ -31,11 +31,15 @@ class RobertaEmbeddings(nn.Module):
         cfg = self.config
 
         def embed(name, rows, ids):
-            return nn.Embed(rows, cfg.hidden_size, embedding_init=_init(cfg), dtype=self.dtype, name=name)(ids.astype("i4"))
+            return nn.Embed(rows, cfg.hidden_size, embedding_init=_init(cfg), dtype=self.dtype, name=name)(
+                ids.astype("i4")
+            )
 
-        x = (embed("word_embeddings", cfg.vocab_size, input_ids)
-             + embed("token_type_embeddings", cfg.type_vocab_size, token_type_ids)
-             + embed("position_embeddings", cfg.max_position_embeddings, position_ids))
+        x = (
+            embed("word_embeddings", cfg.vocab_size, input_ids)
+            + embed("token_type_embeddings", cfg.type_vocab_size, token_type_ids)
+            + embed("position_embeddings", cfg.max_position_embeddings, position_ids)
+        )
         x = layer_norm(cfg, self.dtype, "LayerNorm")(x)
         return nn.Dropout(rate=cfg.hidden_dropout_prob, name="dropout")(x, deterministic=deterministic)
 
@@ -47,10 +51,17 @@ class RobertaAttention(nn.Module):
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
-        attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob, _init(cfg),
-                                dtype=self.dtype, name="self")(x, bias, deterministic)
-        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
-                           name="output")(attended, x, deterministic)
+        attended = QKVAttention(
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.attention_probs_dropout_prob,
+            _init(cfg),
+            dtype=self.dtype,
+            name="self",
+        )(x, bias, deterministic)
+        return DenseOutput(
+            cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype, name="output"
+        )(attended, x, deterministic)
 
 
 class RobertaLayer(nn.Module):
@@ -62,8 +73,9 @@ class RobertaLayer(nn.Module):
         cfg = self.config
         x = RobertaAttention(cfg, self.dtype, name="attention")(x, bias, deterministic)
         h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _init(cfg), self.dtype, name="intermediate")(x)
-        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype,
-                           name="output")(h, x, deterministic)
+        return DenseOutput(
+            cfg.hidden_size, cfg.hidden_dropout_prob, _init(cfg), cfg.layer_norm_eps, self.dtype, name="output"
+        )(h, x, deterministic)
 
 
 class RobertaTower(nn.Module):
@@ -79,8 +91,11 @@ class RobertaTower(nn.Module):
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic: bool = True):
         cfg = self.config
-        x = RobertaEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
+        x = RobertaEmbeddings(cfg, self.dtype, name="embeddings")(
+            input_ids, token_type_ids, position_ids, deterministic
+        )
         x = Encoder(RobertaLayer, cfg, "layer", self.dtype, name="encoder")(
-            x, padding_bias(attention_mask, self.dtype), deterministic)
+            x, padding_bias(attention_mask, self.dtype), deterministic
+        )
         pooled = DenseActivation(cfg.hidden_size, "tanh", _init(cfg), self.dtype, name="pooler")(x[:, 0])
         return x, pooled

@@ -32,10 +32,16 @@ class ConvTower(nn.Module):
         x = nn.Conv(cfg.widths[0], (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="stem")(pixel_values)
         for i, width in enumerate(cfg.widths):
             stride = 1 if i == 0 else 2
-            x = nn.Conv(width, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), dtype=self.dtype, name=f"down{i}")(x)
-            x = nn.gelu(nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=f"norm{i}a")(x), approximate=False)
+            x = nn.Conv(
+                width, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), dtype=self.dtype, name=f"down{i}"
+            )(x)
+            x = nn.gelu(
+                nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=f"norm{i}a")(x), approximate=False
+            )
             x = nn.Conv(width, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype, name=f"conv{i}")(x)
-            x = nn.gelu(nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=f"norm{i}b")(x), approximate=False)
+            x = nn.gelu(
+                nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=f"norm{i}b")(x), approximate=False
+            )
         if cfg.local_size:
             x = nn.gelu(nn.Dense(cfg.local_size, dtype=self.dtype, name="local")(x), approximate=False)
         pooled = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)

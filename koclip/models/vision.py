@@ -47,8 +47,16 @@ class ClipAttention(nn.Module):
         def project(name, tokens):
             return split_heads(dense(name)(tokens), heads)
 
-        out = attend(self, project("q_proj", x[:, :rows]), project("k_proj", x), project("v_proj", x), None,
-                     cfg.attention_dropout, deterministic, self.dtype)
+        out = attend(
+            self,
+            project("q_proj", x[:, :rows]),
+            project("k_proj", x),
+            project("v_proj", x),
+            None,
+            cfg.attention_dropout,
+            deterministic,
+            self.dtype,
+        )
         return dense("out_proj")(out)
 
 
@@ -100,8 +108,16 @@ class ClipVisionEmbeddings(nn.Module):
         cfg = self.config
         width = cfg.hidden_size
         cls = self.param("class_embedding", nn.initializers.normal(stddev=0.02), (width,))
-        conv = nn.Conv(width, (cfg.patch_size,) * 2, strides=(cfg.patch_size,) * 2, padding="VALID", use_bias=False,
-                       kernel_init=nn.initializers.normal(), dtype=self.dtype, name="patch_embedding")
+        conv = nn.Conv(
+            width,
+            (cfg.patch_size,) * 2,
+            strides=(cfg.patch_size,) * 2,
+            padding="VALID",
+            use_bias=False,
+            kernel_init=nn.initializers.normal(),
+            dtype=self.dtype,
+            name="patch_embedding",
+        )
         x = _patches(conv, pixel_values)
         x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, width)), x], axis=1)
         positions = nn.Embed(x.shape[1], width, embedding_init=nn.initializers.normal(), name="position_embedding")
@@ -151,8 +167,18 @@ class VitPatchEmbeddings(nn.Module):
     @nn.compact
     def __call__(self, pixel_values):
         cfg = self.config
-        return _patches(nn.Conv(cfg.hidden_size, (cfg.patch_size,) * 2, strides=(cfg.patch_size,) * 2, padding="VALID",
-                                kernel_init=_vit_init(cfg), dtype=self.dtype, name="projection"), pixel_values)
+        return _patches(
+            nn.Conv(
+                cfg.hidden_size,
+                (cfg.patch_size,) * 2,
+                strides=(cfg.patch_size,) * 2,
+                padding="VALID",
+                kernel_init=_vit_init(cfg),
+                dtype=self.dtype,
+                name="projection",
+            ),
+            pixel_values,
+        )
 
 
 class VitAttention(nn.Module):
@@ -162,10 +188,18 @@ class VitAttention(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic: bool, rows: int | None = None):
         cfg = self.config
-        attended = QKVAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob,
-                                _vit_init(cfg), cfg.qkv_bias, self.dtype, name="attention")(x, None, deterministic, rows)
-        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
-                           name="output")(attended, deterministic=deterministic)
+        attended = QKVAttention(
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.attention_probs_dropout_prob,
+            _vit_init(cfg),
+            cfg.qkv_bias,
+            self.dtype,
+            name="attention",
+        )(x, None, deterministic, rows)
+        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype, name="output")(
+            attended, deterministic=deterministic
+        )
 
 
 class VitLayer(nn.Module):
@@ -177,10 +211,12 @@ class VitLayer(nn.Module):
         cfg = self.config
         attention = VitAttention(cfg, self.dtype, name="attention")
         x = x[:, :rows] + attention(layer_norm(cfg, self.dtype, "layernorm_before")(x), deterministic, rows)
-        h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _vit_init(cfg), self.dtype,
-                            name="intermediate")(layer_norm(cfg, self.dtype, "layernorm_after")(x))
-        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype,
-                           name="output")(h, x, deterministic)
+        h = DenseActivation(cfg.intermediate_size, cfg.hidden_act, _vit_init(cfg), self.dtype, name="intermediate")(
+            layer_norm(cfg, self.dtype, "layernorm_after")(x)
+        )
+        return DenseOutput(cfg.hidden_size, cfg.hidden_dropout_prob, _vit_init(cfg), dtype=self.dtype, name="output")(
+            h, x, deterministic
+        )
 
 
 class VitTower(nn.Module):
@@ -198,6 +234,7 @@ class VitTower(nn.Module):
         x = VitEmbeddings(cfg, self.dtype, name="embeddings")(pixel_values, deterministic)
         x = Encoder(VitLayer, cfg, "layer", self.dtype, self.first_only, name="encoder")(x, None, deterministic)
         x = layer_norm(cfg, self.dtype, "layernorm")(x)
-        pooled = DenseActivation(cfg.pooler_output_size or cfg.hidden_size, cfg.pooler_act, _vit_init(cfg), self.dtype,
-                                 name="pooler")(x[:, 0])
+        pooled = DenseActivation(
+            cfg.pooler_output_size or cfg.hidden_size, cfg.pooler_act, _vit_init(cfg), self.dtype, name="pooler"
+        )(x[:, 0])
         return x, pooled

@@ -110,7 +110,9 @@ def top(values: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -values[part]))]
 
 
-def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int, leave_out: np.ndarray | None = None) -> list[list[Hit]]:
+def exact_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int, leave_out: np.ndarray | None = None
+) -> list[list[Hit]]:
     """The k best rows for each query, by inner product over every row (but the rows in `leave_out`)."""
     step = max(1, _SCORES_PER_STEP // max(len(vectors), 1))
     hits = []
@@ -178,8 +180,11 @@ def _check(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, .
     """Each array present with its shape (None: any one-dimensional length) and dtype."""
     for name, (shape, dtype) in expected.items():
         array = arrays.get(name)
-        fits = array is not None and array.dtype == np.dtype(dtype) and (
-            array.ndim == 1 if shape is None else array.shape == shape)
+        fits = (
+            array is not None
+            and array.dtype == np.dtype(dtype)
+            and (array.ndim == 1 if shape is None else array.shape == shape)
+        )
         if not fits:
             found = "missing" if array is None else f"{array.shape} {array.dtype}"
             raise GalleryError(f"{where}/{name}.npy is {found}, not {shape or '(any,)'} {dtype}; re-index this gallery")
@@ -242,8 +247,9 @@ class PQScan:
         return {"centroids": (codebooks(dim, m), "float32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
     @classmethod
-    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
-             vectors: np.ndarray) -> PQScan:
+    def load(
+        cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
+    ) -> PQScan:
         return cls(arrays["centroids"], arrays["codes"], dim)
 
     def params(self) -> dict[str, int]:
@@ -327,22 +333,34 @@ class IVFPQ:
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
         m, nlist = params["m"], params["nlist"]
-        return {"coarse": ((nlist, dim), "float32"), "centroids": (codebooks(dim, m), "float32"),
-                "lists": ((count,), "int32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
+        return {
+            "coarse": ((nlist, dim), "float32"),
+            "centroids": (codebooks(dim, m), "float32"),
+            "lists": ((count,), "int32"),
+            "codes": ((count, math.ceil(m / 2)), "uint8"),
+        }
 
     @classmethod
-    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
-             vectors: np.ndarray) -> IVFPQ:
+    def load(
+        cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
+    ) -> IVFPQ:
         lists = np.asarray(arrays["lists"])
-        if len(lists) and (lists.min() < 0 or lists.max() >= params["nlist"]) or not 1 <= params["nprobe"] <= params["nlist"]:
+        if (
+            len(lists)
+            and (lists.min() < 0 or lists.max() >= params["nlist"])
+            or not 1 <= params["nprobe"] <= params["nlist"]
+        ):
             raise GalleryError("the index's lists do not fit its parameters; re-index this gallery")
         index = cls(arrays["coarse"], arrays["centroids"], lists, arrays["codes"])
         index.index.nprobe = params["nprobe"]
         return index
 
     def params(self) -> dict[str, int]:
-        return {"m": int(self.arrays["centroids"].shape[0]), "nlist": int(self.arrays["coarse"].shape[0]),
-                "nprobe": int(self.index.nprobe)}
+        return {
+            "m": int(self.arrays["centroids"].shape[0]),
+            "nlist": int(self.arrays["coarse"].shape[0]),
+            "nprobe": int(self.index.nprobe),
+        }
 
     def memory(self) -> int:
         return sum(a.nbytes for a in self.arrays.values()) + 8 * len(self.arrays["lists"])  # faiss keeps ids
@@ -374,7 +392,9 @@ class HNSWGraph:
         self.arrays = {name: faiss.vector_to_array(getattr(index.hnsw, name)) for name in self._GRAPH}
 
     @classmethod
-    def train(cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, neighbours: int = HNSW_NEIGHBOURS) -> HNSWGraph:
+    def train(
+        cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, neighbours: int = HNSW_NEIGHBOURS
+    ) -> HNSWGraph:
         """The graph of the `rows` (default: all), numbered in their order."""
         faiss = import_faiss()
         index = faiss.IndexHNSWFlat(vectors.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
@@ -384,12 +404,18 @@ class HNSWGraph:
 
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
-        return {"neighbors": (None, "int32"), "offsets": ((count + 1,), "uint64"), "levels": ((count,), "int32"),
-                "assign_probas": (None, "float64"), "cum_nneighbor_per_level": (None, "int32")}
+        return {
+            "neighbors": (None, "int32"),
+            "offsets": ((count + 1,), "uint64"),
+            "levels": ((count,), "int32"),
+            "assign_probas": (None, "float64"),
+            "cum_nneighbor_per_level": (None, "int32"),
+        }
 
     @classmethod
-    def load(cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int],
-             vectors: np.ndarray) -> HNSWGraph:
+    def load(
+        cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
+    ) -> HNSWGraph:
         faiss = import_faiss()
         problem = graph_problem(arrays, count, params)
         if problem:
@@ -408,8 +434,12 @@ class HNSWGraph:
 
     def params(self) -> dict[str, int]:
         graph = self.index.hnsw
-        return {"neighbours": int(graph.nb_neighbors(1)), "entry_point": int(graph.entry_point),
-                "max_level": int(graph.max_level), "ef_search": int(graph.efSearch)}
+        return {
+            "neighbours": int(graph.nb_neighbors(1)),
+            "entry_point": int(graph.entry_point),
+            "max_level": int(graph.max_level),
+            "ef_search": int(graph.efSearch),
+        }
 
     def memory(self) -> int:
         return sum(a.nbytes for a in self.arrays.values()) + self.index.ntotal * self.index.d * 4
@@ -444,8 +474,13 @@ def graph_problem(arrays: dict[str, np.ndarray], count: int, params: dict[str, i
     m, top, entry = params["neighbours"], params["max_level"], params["entry_point"]
     steps = np.full(max(len(cumulative) - 1, 0), m, np.int64)
     steps[:1] = 2 * m
-    if m < 1 or params["ef_search"] < 1 or len(cumulative) < top + 2 or cumulative[0] != 0 \
-            or not np.array_equal(np.diff(cumulative), steps):
+    if (
+        m < 1
+        or params["ef_search"] < 1
+        or len(cumulative) < top + 2
+        or cumulative[0] != 0
+        or not np.array_equal(np.diff(cumulative), steps)
+    ):
         return f"its levels do not hold {2 * m} links on level 0 and {m} on each level above"
     if count == 0:
         return "the gallery has no rows"
@@ -523,8 +558,9 @@ def load(folder: Path, kind: str, tuning: Any, count: int, dim: int, vectors: np
     try:
         expected = cls.expected(count, dim, params)
     except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:
-        raise GalleryError(f"{manifest} gives the index parameters that do not fit ({exc}); "
-                           "re-index this gallery") from None
+        raise GalleryError(
+            f"{manifest} gives the index parameters that do not fit ({exc}); re-index this gallery"
+        ) from None
     arrays = {}
     for name in expected:
         path = where / f"{name}.npy"
@@ -554,8 +590,15 @@ class Trial:
     memory: int
 
     def summary(self) -> dict[str, Any]:
-        return {"kind": self.kind, "params": self.params, "rerank": self.rerank, "recall@10": round(self.recall, 4),
-                "recall@10_floor": round(self.floor, 4), "p50_ms": round(self.p50_ms, 3), "memory_bytes": self.memory}
+        return {
+            "kind": self.kind,
+            "params": self.params,
+            "rerank": self.rerank,
+            "recall@10": round(self.recall, 4),
+            "recall@10_floor": round(self.floor, 4),
+            "p50_ms": round(self.p50_ms, 3),
+            "memory_bytes": self.memory,
+        }
 
 
 def shares(found: list[list[Hit]], truth: list[list[Hit]], k: int = K) -> np.ndarray:
@@ -618,16 +661,17 @@ def _sweep(index, vectors, rest, sets, target, log) -> list[Trial]:
     trials = []
     for setting in index.settings():
         pools = [candidates(q, max(index.reranks), setting) for q, _ in sets]
-        first = next((i for i, r in enumerate(index.reranks) if measure(pools, r)[1] >= target),
-                     len(index.reranks) - 1)
+        first = next((i for i, r in enumerate(index.reranks) if measure(pools, r)[1] >= target), len(index.reranks) - 1)
         # The smallest rerank that reaches the target, and the next: rescoring more may cost little.
         for rerank in index.reranks[first : first + 2]:
             measured, floor = measure(pools, rerank)
             p50 = _p50_ms(lambda q: rescore(vectors, q, candidates(q, rerank, setting), K), queries)
             params = {**index.params(), **setting}
             trials.append(Trial(index.kind, params, rerank, measured, floor, p50, index.memory()))
-            log(f"  {index.kind} {params} rerank {rerank}: recall@10 {measured:.3f} (at least {floor:.3f}), "
-                f"p50 {p50:.2f} ms")
+            log(
+                f"  {index.kind} {params} rerank {rerank}: recall@10 {measured:.3f} (at least {floor:.3f}), "
+                f"p50 {p50:.2f} ms"
+            )
         if floor >= target and index.kind == HNSW:
             break  # a wider search is only slower
     return trials
@@ -645,18 +689,25 @@ class Choice(Trial):
     index: Any = None
 
     def manifest(self) -> dict[str, Any]:
-        return {**self.summary(), "target_recall": self.target, "memory_budget": self.budget,
-                "held_out": self.held_out, "caption_queries": self.captions,
-                "measured": [trial.summary() for trial in self.trials]}
+        return {
+            **self.summary(),
+            "target_recall": self.target,
+            "memory_budget": self.budget,
+            "held_out": self.held_out,
+            "caption_queries": self.captions,
+            "measured": [trial.summary() for trial in self.trials],
+        }
 
     def describe(self) -> str:
         settings = ", ".join(f"{k} {v}" for k, v in self.params.items())
         rerank = f", {self.rerank} rescored" if self.kind != EXACT else ""
         how = f" ({settings}{rerank})" if settings or rerank else ""
         captions = f" and {self.captions} of their captions" if self.captions else ""
-        return (f"{self.kind}{how}: recall@10 {self.recall:.3f} (at least {self.floor:.3f} for new queries, with "
-                f"97.5% confidence) on {self.held_out} held-out rows{captions}, "
-                f"p50 {self.p50_ms:.2f} ms, {size_text(self.memory)} in memory")
+        return (
+            f"{self.kind}{how}: recall@10 {self.recall:.3f} (at least {self.floor:.3f} for new queries, with "
+            f"97.5% confidence) on {self.held_out} held-out rows{captions}, "
+            f"p50 {self.p50_ms:.2f} ms, {size_text(self.memory)} in memory"
+        )
 
 
 def size_text(count: int) -> str:
@@ -700,9 +751,13 @@ def _builders(count: int, dim: int, budget: int) -> dict[str, tuple[int, Callabl
     }
 
 
-def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TARGET_RECALL,
-           log: Callable[[str], None] = lambda message: None,
-           texts_of: Callable[[np.ndarray], np.ndarray] | None = None) -> Choice:
+def choose(
+    vectors: np.ndarray,
+    budget: int = DEFAULT_BUDGET,
+    target: float = TARGET_RECALL,
+    log: Callable[[str], None] = lambda message: None,
+    texts_of: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Choice:
     """The fastest index for `vectors` whose recall@10 reaches `target` and whose memory fits `budget`.
 
     Each kind is tried on every row but the held-out ones, which are the queries; the winner is then
@@ -721,7 +776,10 @@ def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TA
     if builders:
         texts = texts_of(rows) if texts_of is not None else np.zeros((0, dim), np.float32)
         sets = [(q, exact_search(vectors, q, K, leave_out=rows)) for q in (queries, texts) if len(q)]
-        log(f"  tuning queries: {len(queries)} held-out rows" + (f" and {len(texts)} of their captions" if len(texts) else ""))
+        log(
+            f"  tuning queries: {len(queries)} held-out rows"
+            + (f" and {len(texts)} of their captions" if len(texts) else "")
+        )
     for kind, (memory, build) in builders.items():
         if memory > budget:
             log(f"  {kind}: skipped, needs about {size_text(memory)}, over the {size_text(budget)} budget")
@@ -735,8 +793,10 @@ def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TA
     fastest = min(trial.p50_ms for trial in passing)
     # Timings this close are the same to a visitor: take the one with the most recall to spare, as the
     # held-out rows only estimate recall on queries to come.
-    best = max((trial for trial in passing if trial.p50_ms <= SAME_SPEED * fastest + 0.02),
-               key=lambda trial: (trial.recall, -trial.p50_ms))
+    best = max(
+        (trial for trial in passing if trial.p50_ms <= SAME_SPEED * fastest + 0.02),
+        key=lambda trial: (trial.recall, -trial.p50_ms),
+    )
     index = None
     if best.kind != EXACT:
         log(f"  {best.kind}: building on all {count:,} rows")
@@ -749,5 +809,12 @@ def choose(vectors: np.ndarray, budget: int = DEFAULT_BUDGET, target: float = TA
 
     per_kind = {trial.kind: max((t for t in trials if t.kind == trial.kind), key=merit) for trial in trials}
     per_kind[best.kind] = best
-    return Choice(**vars(best), budget=budget, target=target, held_out=len(rows),
-                  captions=len(sets[1][0]) if len(sets) > 1 else 0, trials=list(per_kind.values()), index=index)
+    return Choice(
+        **vars(best),
+        budget=budget,
+        target=target,
+        held_out=len(rows),
+        captions=len(sets[1][0]) if len(sets) > 1 else 0,
+        trials=list(per_kind.values()),
+        index=index,
+    )

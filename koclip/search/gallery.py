@@ -94,7 +94,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     for key, low in counts:
         value = manifest[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise GalleryError(f"{file} has {key} {value!r}, not a whole number of at least {low}; re-index this gallery")
+            raise GalleryError(
+                f"{file} has {key} {value!r}, not a whole number of at least {low}; re-index this gallery"
+            )
     if not isinstance(manifest["model"], str) or not isinstance(manifest["index"], str):
         raise GalleryError(f"{file} names its model or index with something other than text; re-index this gallery")
     if manifest["dtype"] not in DTYPES:
@@ -167,8 +169,10 @@ def read_metadata(file: Path, count: int) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except (ValueError, RecursionError) as exc:
-            raise GalleryError(f"{file} line {number} is not JSON ({type(exc).__name__}: {str(exc)[:80]}); "
-                               "the gallery is damaged, re-index it") from None
+            raise GalleryError(
+                f"{file} line {number} is not JSON ({type(exc).__name__}: {str(exc)[:80]}); "
+                "the gallery is damaged, re-index it"
+            ) from None
     if len(rows) != count:
         raise GalleryError(f"{file} has {len(rows)} rows for {count} vectors; re-index this gallery")
     for number, row in enumerate(rows):
@@ -195,8 +199,10 @@ def check_vectors(vectors: np.ndarray, file: Path) -> None:
         named = ", ".join(str(row) for row in bad[:ROWS_NAMED])
         named += f" and {len(bad) - ROWS_NAMED:,} more" if len(bad) > ROWS_NAMED else ""
         which = f"row {bad[0]} of {file} is" if len(bad) == 1 else f"{len(bad):,} rows of {file} ({named}) are"
-        raise GalleryError(f"{which} not a valid vector (finite numbers, of length 1 ± {NORM_TOLERANCE}); "
-                           "the gallery is damaged, re-index it")
+        raise GalleryError(
+            f"{which} not a valid vector (finite numbers, of length 1 ± {NORM_TOLERANCE}); "
+            "the gallery is damaged, re-index it"
+        )
 
 
 def _small_jpeg(data: bytes) -> bool:
@@ -209,8 +215,14 @@ def _small_jpeg(data: bytes) -> bool:
 
 
 class Gallery:
-    def __init__(self, path: Path | None, manifest: dict[str, Any], vectors: np.ndarray,
-                 metadata: list[dict[str, Any]], index: Any = None):
+    def __init__(
+        self,
+        path: Path | None,
+        manifest: dict[str, Any],
+        vectors: np.ndarray,
+        metadata: list[dict[str, Any]],
+        index: Any = None,
+    ):
         self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
         self.vectors = vectors
@@ -227,8 +239,15 @@ class Gallery:
         """
         if len(vectors) != len(rows):
             raise GalleryError(f"{len(vectors)} vectors for {len(rows)} metadata rows")
-        manifest = {"format_version": FORMAT_VERSION, "model": model.name, "model_revision": model.revision,
-                    "dim": model.dim, "dtype": "float32", "count": len(rows), "index": EXACT}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model": model.name,
+            "model_revision": model.revision,
+            "dim": model.dim,
+            "dtype": "float32",
+            "count": len(rows),
+            "index": EXACT,
+        }
         return cls(None, manifest, np.asarray(vectors, np.float32).reshape(len(rows), model.dim), list(rows))
 
     @classmethod
@@ -282,7 +301,9 @@ class Gallery:
             hits = exact_search(self.vectors, batch, k)
         bad = [hit.index for row in hits for hit in row if not math.isfinite(hit.score)]
         if bad:
-            raise GalleryError(f"row {bad[0]} of {self.path or 'the gallery'} is not a valid vector; re-index this gallery")
+            raise GalleryError(
+                f"row {bad[0]} of {self.path or 'the gallery'} is not a valid vector; re-index this gallery"
+            )
         return hits[0] if np.ndim(queries) == 1 else hits
 
     def check_unchanged(self) -> None:
@@ -401,8 +422,9 @@ def probe(path: str | os.PathLike, timeout: float = PROBE_SECONDS) -> str | None
         "g.search_vectors(q, 10)\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return f"searching {path} did not finish within {timeout:.0f} s; re-index this gallery"
     if done.returncode == 0:

@@ -64,12 +64,23 @@ class _ReportingBar(tqdm):
         return shown
 
 
-def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_size: int = 64,
-          dtype: str = "float32", engine: str = "local", workers: int = 1,
-          ann_threshold: int = gallery.ANN_THRESHOLD, memory_budget: int = ann.DEFAULT_BUDGET,
-          target_recall: float = ann.TARGET_RECALL, overwrite: bool = False,
-          backend: str = "auto", progress: bool = True,
-          on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def build(
+    source: Source,
+    model: KoCLIP | str,
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    engine: str = "local",
+    workers: int = 1,
+    ann_threshold: int = gallery.ANN_THRESHOLD,
+    memory_budget: int = ann.DEFAULT_BUDGET,
+    target_recall: float = ann.TARGET_RECALL,
+    overwrite: bool = False,
+    backend: str = "auto",
+    progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Index `source` into the gallery folder `out`; returns its manifest.
 
     `model` is a loaded model, or a name, Hub id or folder to load with `backend`. `on_progress`
@@ -89,8 +100,12 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
         model_ref = model.name if model.info is not None else str(model.directory)
         backend = model.backend.name
     description = source.describe()
-    identity = {"format_version": gallery.FORMAT_VERSION, "model": model.name,
-                "revision": model.revision, "source": description}
+    identity = {
+        "format_version": gallery.FORMAT_VERSION,
+        "model": model.name,
+        "revision": model.revision,
+        "source": description,
+    }
     keys = source.keys()
     if not keys:
         raise KoCLIPError(f"{_describe_source(description)} holds no images to index")
@@ -108,8 +123,9 @@ def build(source: Source, model: KoCLIP | str, out: str | os.PathLike, *, batch_
     job = Job.start(out, keys, batch_size, identity)
     pending = job.pending()
     done = len(job.keys) - sum(job.chunk_length(i) for i in pending)
-    bar = _ReportingBar(total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress,
-                        report=on_progress)
+    bar = _ReportingBar(
+        total=len(job.keys), initial=done, unit="img", desc="indexing", disable=not progress, report=on_progress
+    )
     if on_progress is not None:
         on_progress(done, len(job.keys))
     # Every image is resized to one shape: zeros of it stand in for unreadable ones.

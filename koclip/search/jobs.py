@@ -32,6 +32,7 @@ THUMB_QUALITY = 85
 PARTIAL = ".partial"
 MAX_SKIPPED_LISTED = 1_000  # unreadable inputs the manifest names (it counts them all), keeping it small
 
+
 def thumbnail_name(position: int) -> str:
     return f"{gallery.THUMBS}/{position:07d}.jpg"
 
@@ -72,16 +73,27 @@ class Decoder:
                 continue
             ok[row] = True
             unlike[row] = self.check_domain and domain.scene_likeness(image) < domain.THRESHOLD
-            record = {"source": key, "width": image.width, "height": image.height, **extra,
-                      "thumbnail": thumbnail_name(position)}
+            record = {
+                "source": key,
+                "width": image.width,
+                "height": image.height,
+                **extra,
+                "thumbnail": thumbnail_name(position),
+            }
             records.append(json.dumps(record, ensure_ascii=False))
             thumbs.append(thumbnail_jpeg(image))
             images.append(image)
         pixels = np.zeros((len(keys), *self.pixel_shape), np.float32)
         if images:
             pixels[ok] = self.transform(images)
-        return {"position": np.array(positions, np.int64), "ok": ok, "unlike": unlike, "record": np.array(records, object),
-                "thumb": np.array(thumbs, object), "pixels": pixels}
+        return {
+            "position": np.array(positions, np.int64),
+            "ok": ok,
+            "unlike": unlike,
+            "record": np.array(records, object),
+            "thumb": np.array(thumbs, object),
+            "pixels": pixels,
+        }
 
 
 def encode(model: KoCLIP, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -159,15 +171,24 @@ class Job:
         np.save(buffer, np.ascontiguousarray(batch["vector"][ok], np.float32))
         write_atomic(self._chunk_file(index, ".npy"), buffer.getvalue())
         records = [json.loads(r) for r in batch["record"]]
-        done = {"rows": [r for r, good in zip(records, ok) if good],
-                "skipped": [r for r, good in zip(records, ok) if not good],
-                "unlike_training": int(batch["unlike"].sum())}
+        done = {
+            "rows": [r for r, good in zip(records, ok) if good],
+            "skipped": [r for r, good in zip(records, ok) if not good],
+            "unlike_training": int(batch["unlike"].sum()),
+        }
         write_atomic(self._chunk_file(index, ".json"), json.dumps(done, ensure_ascii=False).encode())
 
-    def finish(self, model: KoCLIP, dtype: str, source: dict[str, Any], ann_threshold: int,
-               model_path: str | None = None, memory_budget: int = ann.DEFAULT_BUDGET,
-               target_recall: float = ann.TARGET_RECALL, log: Callable[[str], None] = lambda message: None,
-               ) -> dict[str, Any]:
+    def finish(
+        self,
+        model: KoCLIP,
+        dtype: str,
+        source: dict[str, Any],
+        ann_threshold: int,
+        model_path: str | None = None,
+        memory_budget: int = ann.DEFAULT_BUDGET,
+        target_recall: float = ann.TARGET_RECALL,
+        log: Callable[[str], None] = lambda message: None,
+    ) -> dict[str, Any]:
         """Assemble the gallery files from the chunks, choose its search index, then write the manifest."""
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
@@ -199,10 +220,17 @@ class Job:
         tuning = None
         if len(rows) >= max(ann_threshold, ann.MIN_ROWS):
             final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
-            log(f"choosing a search index for {len(rows):,} rows (memory budget {ann.size_text(memory_budget)}, "
-                f"target recall@10 {target_recall})")
-            choice = ann.choose(final, memory_budget, target_recall, log=log,
-                                texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]))
+            log(
+                f"choosing a search index for {len(rows):,} rows (memory budget {ann.size_text(memory_budget)}, "
+                f"target recall@10 {target_recall})"
+            )
+            choice = ann.choose(
+                final,
+                memory_budget,
+                target_recall,
+                log=log,
+                texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]),
+            )
             if choice.index is not None:
                 ann.save(choice.index, self.out)
             tuning = choice.manifest()
@@ -233,4 +261,3 @@ def _caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
     """Text embeddings of the rows' captions (rows without one are left out): queries like a visitor's."""
     captions = [row["caption"] for row in rows if isinstance(row.get("caption"), str) and row["caption"].strip()]
     return model.encode_text(captions) if captions else np.zeros((0, model.dim), np.float32)
-

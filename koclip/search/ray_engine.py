@@ -64,8 +64,14 @@ def run(job: Job, pending: list[int], decoder: Decoder, model_ref: str, backend:
         # Half a CPU: decoding is light, and with resources unlike the actors' Ray keeps the
         # stages apart, so images are decoded while the actors encode.
         .map_batches(decoder, batch_size=job.batch_size, batch_format="numpy", num_cpus=0.5)
-        .map_batches(Encoder, fn_constructor_args=(model_ref, backend), batch_size=job.batch_size,
-                     batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+        .map_batches(
+            Encoder,
+            fn_constructor_args=(model_ref, backend),
+            batch_size=job.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+        )
     )
     # Rows come back in any grouping; a chunk is committed once all its rows have arrived.
     parts: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)

@@ -41,8 +41,9 @@ class Source(Protocol):
 
 
 def _damaged(path: Path, line: int, reason: str) -> KoCLIPError:
-    return KoCLIPError(f"{path} line {line} {reason}; correct it, or move the file away to index the images "
-                       "without captions")
+    return KoCLIPError(
+        f"{path} line {line} {reason}; correct it, or move the file away to index the images without captions"
+    )
 
 
 def read_captions(path: Path) -> dict[str, str]:
@@ -54,13 +55,18 @@ def read_captions(path: Path) -> dict[str, str]:
     try:
         size = path.stat().st_size
         if size > MAX_METADATA_BYTES:
-            print(f"warning: {path} is {size / 2**20:.0f} MiB, more than the {MAX_METADATA_BYTES >> 20} MiB read "
-                  "for captions; indexing without captions", file=sys.stderr)
+            print(
+                f"warning: {path} is {size / 2**20:.0f} MiB, more than the {MAX_METADATA_BYTES >> 20} MiB read "
+                "for captions; indexing without captions",
+                file=sys.stderr,
+            )
             return {}
         with path.open("rb") as f:
             return _parse_captions(path, iter(lambda: f.readline(MAX_METADATA_LINE + 1), b""))
     except OSError as exc:
-        raise KoCLIPError(f"{path} could not be read ({exc}); move it away to index the images without captions") from None
+        raise KoCLIPError(
+            f"{path} could not be read ({exc}); move it away to index the images without captions"
+        ) from None
 
 
 def _parse_captions(path: Path, lines: Iterable[bytes]) -> dict[str, str]:
@@ -123,8 +129,13 @@ class DatasetSource:
     caption_column: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "dataset", "name": self.name, "split": self.split,
-                "image_column": self.image_column, "caption_column": self.caption_column}
+        return {
+            "kind": "dataset",
+            "name": self.name,
+            "split": self.split,
+            "image_column": self.image_column,
+            "caption_column": self.caption_column,
+        }
 
     @functools.cached_property
     def dataset(self):
@@ -167,4 +178,3 @@ class SceneSource:
 
         scene = scenes.scene(self.seed, int(key), size=self.size)
         return scene.image, {"caption": scene.captions_ko[0], "objects": scene.objects}
-

@@ -53,8 +53,10 @@ def recall_chance(relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, flo
     them all in its top k with probability C(n - r, k) / C(n, k)."""
     n = relevant.shape[1]
     counts = relevant.sum(axis=1)
-    return {f"R@{k}": float(np.mean([1 - math.comb(n - r, min(k, n)) / math.comb(n, min(k, n)) for r in counts]))
-            for k in ks}
+    return {
+        f"R@{k}": float(np.mean([1 - math.comb(n - r, min(k, n)) / math.comb(n, min(k, n)) for r in counts]))
+        for k in ks
+    }
 
 
 def retrieval(model: KoCLIP, images: Sequence, captions: Sequence[str], relevant: np.ndarray | None = None) -> dict:
@@ -102,8 +104,9 @@ def scene_retrieval(model: KoCLIP, gallery: Sequence[scenes.Scene]) -> dict:
 # ---------------------------------------------------------------- zero-shot classification
 
 
-def zero_shot_accuracy(model: KoCLIP, images: Sequence, truth: Sequence[str], labels: Sequence[str],
-                       template=DEFAULT_TEMPLATE) -> float:
+def zero_shot_accuracy(
+    model: KoCLIP, images: Sequence, truth: Sequence[str], labels: Sequence[str], template=DEFAULT_TEMPLATE
+) -> float:
     """Accuracy of picking `truth[i]` among `labels` for image i (labels embedded once)."""
     label_emb = model.label_embeddings(labels, template)
     predicted = np.argmax(model.encode_image(list(images)) @ label_emb.T, axis=1)
@@ -126,7 +129,10 @@ def zero_shot_on_scenes(model: KoCLIP, singles: Sequence[scenes.Scene]) -> dict[
         "shape_no_template": zero_shot_accuracy(model, images, shapes, list(scenes.SHAPES), template=None),
         # The multilinguality probe: the same task asked in English.
         "shape_english": zero_shot_accuracy(
-            model, images, [scenes.ENGLISH[s] for s in shapes], [scenes.ENGLISH[s] for s in scenes.SHAPES],
+            model,
+            images,
+            [scenes.ENGLISH[s] for s in shapes],
+            [scenes.ENGLISH[s] for s in scenes.SHAPES],
             template="this is a {}.",
         ),
     }
@@ -193,11 +199,17 @@ def object_queries(kind: str = "color_shape") -> list[tuple[str, scenes.ObjectSp
     if kind == "color_shape":
         return [(pair_label(s, c), scenes.ObjectSpec(shape=s, color=c)) for s, c in PAIRS]
     if kind == "size_color_shape":
-        return [(f"{z} {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, size=z))
-                for z in scenes.SIZES for s, c in PAIRS]
+        return [
+            (f"{z} {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, size=z))
+            for z in scenes.SIZES
+            for s, c in PAIRS
+        ]
     if kind == "position_color_shape":
-        return [(f"{p}에 있는 {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, position=p))
-                for p in scenes.POSITIONS for s, c in PAIRS]
+        return [
+            (f"{p}에 있는 {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, position=p))
+            for p in scenes.POSITIONS
+            for s, c in PAIRS
+        ]
     raise ValueError(f"unknown kind of query: {kind!r}")
 
 
@@ -292,8 +304,15 @@ def patch_localisation(model: KoCLIP, boards: Sequence[Board], grid: int = 3) ->
 # ---------------------------------------------------------------- the whole evaluation
 
 
-def evaluate_scenes(model: KoCLIP, n: int = 500, seed: int = 1_000_003, size: int = 64, composites: int = 50,
-                    grid: int = 3, progress: bool = False) -> dict:
+def evaluate_scenes(
+    model: KoCLIP,
+    n: int = 500,
+    seed: int = 1_000_003,
+    size: int = 64,
+    composites: int = 50,
+    grid: int = 3,
+    progress: bool = False,
+) -> dict:
     """Every scene measure, on scenes generated afresh from `seed` (unseen in training).
 
     The top-level measures use `n` scenes of 1 to 3 objects, `n` single objects, `n // 2` swapped
@@ -334,13 +353,19 @@ def evaluate_scenes(model: KoCLIP, n: int = 500, seed: int = 1_000_003, size: in
         (("retrieval",), *retrieval_of(gallery)),
         (("patch_top1",), lambda: patch_localisation(model, boards(), grid), lambda: patch_chance),
         (("crowded", "near_miss"), lambda: near_miss_accuracy(model, crowd()), lambda: near_miss_chance(crowd())),
-        (("crowded", "near_miss_no_template"), lambda: near_miss_accuracy(model, crowd(), template=None),
-         lambda: near_miss_chance(crowd())),
+        (
+            ("crowded", "near_miss_no_template"),
+            lambda: near_miss_accuracy(model, crowd(), template=None),
+            lambda: near_miss_chance(crowd()),
+        ),
         *[(("crowded", "precision@10", kind), *precision(crowd, kind)) for kind in PRECISION_KINDS],
         (("crowded", "binding"), lambda: binding(model, swapped(n, many)), lambda: 0.5),
         (("crowded", "retrieval"), *retrieval_of(crowd)),
-        (("crowded", "patch_top1"),
-         lambda: patch_localisation(model, mosaic_boards(crowd(), composites, seed, grid), grid), lambda: patch_chance),
+        (
+            ("crowded", "patch_top1"),
+            lambda: patch_localisation(model, mosaic_boards(crowd(), composites, seed, grid), grid),
+            lambda: patch_chance,
+        ),
     ]
     results: dict[str, Any] = {"model": model.name, "seed": seed}
     chance: dict[str, Any] = {}
@@ -366,9 +391,14 @@ def evaluate_dataset(model: KoCLIP, name: str, split: str, image_column: str, te
     rows = open_dataset(name, split, (image_column, text_column))
     rows = rows.select(range(min(n, len(rows))))
     captions = [t if isinstance(t, str) else t[0] for t in rows[text_column]]
-    return {"model": model.name, "data": name, "split": split, "n": len(rows),
-            "retrieval": retrieval(model, rows[image_column], captions),
-            "chance": {"retrieval": retrieval_chance(np.eye(len(rows), dtype=bool))}}
+    return {
+        "model": model.name,
+        "data": name,
+        "split": split,
+        "n": len(rows),
+        "retrieval": retrieval(model, rows[image_column], captions),
+        "chance": {"retrieval": retrieval_chance(np.eye(len(rows), dtype=bool))},
+    }
 
 
 def format_report(results: dict) -> str:

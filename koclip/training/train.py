@@ -103,12 +103,23 @@ def small_config(towers: str, vocab_size: int, image_size: int, text_length: int
     size = SMALL_TOWERS[towers]
     width = size["text_width"]
     text = RobertaConfig(
-        vocab_size=vocab_size, hidden_size=width, num_hidden_layers=size["text_layers"], num_attention_heads=4,
-        intermediate_size=2 * width, max_position_embeddings=text_length + 2, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=vocab_size,
+        hidden_size=width,
+        num_hidden_layers=size["text_layers"],
+        num_attention_heads=4,
+        intermediate_size=2 * width,
+        max_position_embeddings=text_length + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     top = size["widths"][-1]
-    vision = ConvTowerConfig(image_size=image_size, stem_patch=4, widths=size["widths"], hidden_size=top, local_size=top)
+    vision = ConvTowerConfig(
+        image_size=image_size, stem_patch=4, widths=size["widths"], hidden_size=top, local_size=top
+    )
     return KoCLIPConfig(text, vision, projection_dim=size["projection"], text_pooling="mean")
 
 
@@ -195,19 +206,27 @@ def pretrained_towers(image_size: int):
     try:
         from transformers import FlaxCLIPVisionModel, FlaxRobertaModel
     except ImportError:
-        raise KoCLIPError("--towers pretrained reads klue/roberta-large and CLIP with transformers, which is not "
-                          "installed: pip install -r requirements-torch.txt") from None
+        raise KoCLIPError(
+            "--towers pretrained reads klue/roberta-large and CLIP with transformers, which is not "
+            "installed: pip install -r requirements-torch.txt"
+        ) from None
 
     from koclip import hub
 
-    text_dir = hub.fetch("klue/roberta-large", ["config.json", "flax_model.msgpack", "pytorch_model.bin", *hub.TOKENIZER_FILES])
+    text_dir = hub.fetch(
+        "klue/roberta-large", ["config.json", "flax_model.msgpack", "pytorch_model.bin", *hub.TOKENIZER_FILES]
+    )
     vision_dir = hub.fetch("openai/clip-vit-base-patch32", ["config.json", "flax_model.msgpack", "pytorch_model.bin"])
     text = FlaxRobertaModel.from_pretrained(text_dir, add_pooling_layer=True)
     vision = FlaxCLIPVisionModel.from_pretrained(vision_dir)
     tokenizer = load_tokenizer(text_dir)
     # The original recipe's conventions: text positions from 0 and the CLIP transform (see config.py).
-    config = KoCLIPConfig(RobertaConfig.from_dict(text.config.to_dict()), ClipVisionConfig.from_dict(vision.config.to_dict()),
-                          projection_dim=512, text_positions=POSITIONS_FROM_ZERO)
+    config = KoCLIPConfig(
+        RobertaConfig.from_dict(text.config.to_dict()),
+        ClipVisionConfig.from_dict(vision.config.to_dict()),
+        projection_dim=512,
+        text_positions=POSITIONS_FROM_ZERO,
+    )
     params = init_params(config)
     params = {**params, "text_model": text.params, "vision_model": vision.params}
     return config, params, tokenizer
@@ -221,11 +240,20 @@ def _optimizer(cfg: TrainConfig):
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate * 0.02)
     # Decay matrices only: norms, biases and the temperature keep their scale.
     decay_mask = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)  # noqa: E731
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)), schedule
+    return optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+    ), schedule
 
 
 def _save(
-    cfg: TrainConfig, config: KoCLIPConfig, params, opt_state, tokenizer, transform, step: int, rng_state: dict,
+    cfg: TrainConfig,
+    config: KoCLIPConfig,
+    params,
+    opt_state,
+    tokenizer,
+    transform,
+    step: int,
+    rng_state: dict,
     log: list[str],
 ) -> None:
     """A loadable model with its training log; until the last step, also the optimizer state that
@@ -233,8 +261,11 @@ def _save(
     extra = {TRAINING_LOG: "".join(line + "\n" for line in log).encode()}
     if step < cfg.steps:
         extra[TRAIN_STATE] = serialization.msgpack_serialize(
-            {"opt_state": serialization.to_state_dict(jax.device_get(opt_state)), "step": step,
-             "rng": json.dumps(rng_state)}
+            {
+                "opt_state": serialization.to_state_dict(jax.device_get(opt_state)),
+                "step": step,
+                "rng": json.dumps(rng_state),
+            }
         )
     checkpoint.save(cfg.out, config, jax.device_get(params), tokenizer, transform, extra_files=extra)
 
@@ -307,7 +338,9 @@ def train(cfg: TrainConfig) -> Path:
             loss = terms["contrastive"]
             if labels is not None and cfg.label_weight:
                 image_labels, text_labels = labels
-                terms["label"] = (label_loss(image, image_labels, directions) + label_loss(text, text_labels, directions)) / 2
+                terms["label"] = (
+                    label_loss(image, image_labels, directions) + label_loss(text, text_labels, directions)
+                ) / 2
                 loss += cfg.label_weight * terms["label"]
             return loss, terms
 
@@ -337,8 +370,11 @@ def train(cfg: TrainConfig) -> Path:
         evaluating = eval_singles is not None and (done % cfg.eval_every == 0 or done == cfg.steps)
         if evaluating or done % LOG_EVERY == 0 or done == cfg.steps:
             window = jax.device_get(window)
-            record = {"step": done, **{name: round(float(np.mean([w[name] for w in window])), 5) for name in window[0]},
-                      "seconds": round(seconds_before + time.perf_counter() - began, 1)}
+            record = {
+                "step": done,
+                **{name: round(float(np.mean([w[name] for w in window])), 5) for name in window[0]},
+                "seconds": round(seconds_before + time.perf_counter() - began, 1),
+            }
             window = []
             if evaluating:
                 probe.backend.params = params
