@@ -134,15 +134,16 @@ def query_input(model: koclip.KoCLIP, key: str) -> str | None:
             f"The query is longer than the {model.max_text_length} tokens {model.name} reads: "
             "only its beginning was used."
         )
-    unknown = model.unknown_words(query)
-    if unknown and not model.can_read(query):
+    verdict = model.verdict(query)
+    if not verdict.answerable:
         st.warning(
             f"{model.name} knows none of the words in “{quote(query)}”, so it has no answer. {vocabulary_hint(model)}"
         )
         return None
-    if unknown:
+    if verdict.unknown:
         st.warning(
-            f"{model.name} does not know {listed(unknown)}: that part of the query is ignored. {vocabulary_hint(model)}"
+            f"{model.name} does not know {listed(verdict.unknown)}: that part of the query is ignored. "
+            + vocabulary_hint(model)
         )
     return query
 

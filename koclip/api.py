@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import hashlib
 import os
@@ -66,6 +67,20 @@ def readable(text: str) -> str:
     characters cost the tokenizer seconds and hundreds of megabytes). A longer text is cut, not
     refused, as a text of more tokens than the model reads is."""
     return text[:MAX_TEXT_CHARS]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """exp(logits) normalised to sum to 1, computed without overflow."""
+    probs = np.exp(logits - logits.max())
+    return probs / probs.sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """KoCLIP.verdict of a text."""
+
+    unknown: list[str]  # its words the model cannot read
+    answerable: bool  # False: the model reads none of its words, so any ranking would mean nothing
 
 
 def word_list(words: Sequence[str], limit: int = 8) -> str:
@@ -225,9 +240,13 @@ class KoCLIP:
 
     def probabilities(self, cosine: np.ndarray) -> np.ndarray:
         """Softmax over cosine similarities at the model's logit scale, as CLIP turns them into odds."""
-        logits = self.logit_scale * np.asarray(cosine, dtype=np.float32)
-        probs = np.exp(logits - logits.max())
-        return probs / probs.sum()
+        return softmax(self.logit_scale * np.asarray(cosine, dtype=np.float32))
+
+    def verdict(self, text: str) -> Verdict:
+        """What the model can make of `text`: the words it cannot read, and whether any answer to it
+        means something (at least one word read). Pages and the CLI word it each their own way."""
+        unknown = self.unknown_words(text)
+        return Verdict(unknown, answerable=not unknown or self.can_read(text))
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

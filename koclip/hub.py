@@ -142,11 +142,8 @@ def _unreachable_reason(exc: Exception) -> str:
 
 
 def is_cached(repo_id: str) -> bool:
-    try:
-        snapshot_download(repo_id, allow_patterns=["config.json"], cache_dir=cache_dir(), local_files_only=True)
-        return True
-    except (LocalEntryNotFoundError, FileNotFoundError):
-        return False
+    """Whether the Hugging Face cache holds `repo_id`'s config.json; never downloads."""
+    return cached(repo_id, ["config.json"]) is not None
 
 
 def resolve(name_or_path: str | os.PathLike, *, downloading: bool = False) -> Resolved:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from koclip.api import softmax
 from koclip.errors import InvalidInputError
 from koclip.images import MIN_SIDE, ImageInput, open_image
 
@@ -33,9 +34,7 @@ class PatchRanking:
         one cell takes almost everything; a higher one shows how the others compare."""
         if not temperature > 0:
             raise InvalidInputError("the temperature must be above 0")
-        logits = self.cosine / temperature
-        probs = np.exp(logits - logits.max())
-        return probs / probs.sum()
+        return softmax(self.cosine / temperature)
 
 
 def grid_boxes(width: int, height: int, rows: int, cols: int) -> list[tuple[int, int, int, int]]:

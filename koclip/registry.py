@@ -10,7 +10,8 @@ import dataclasses
 from pathlib import Path
 
 BUNDLED_DIR = Path(__file__).parent / "assets"
-KLUE_TOKENIZER = "klue/roberta-large"
+KLUE_TOKENIZER = "klue/roberta-large"  # also the text tower koclip-base and koclip-large start from
+CLIP_VISION = "openai/clip-vit-base-patch32"  # the image tower koclip-base starts from
 # The prompt the original demo put each label in ("This is {}."): MSCOCO's captions are sentences.
 DEFAULT_TEMPLATE = "이것은 {} 이다."
 

@@ -16,9 +16,9 @@ from koclip.commands import (
     terminal_safe,
 )
 from koclip.data.scenes import MIN_SIZE
-from koclip.errors import GalleryError, InvalidInputError, KoCLIPError
+from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.search import ann
-from koclip.search.gallery import ANN_THRESHOLD, DTYPES, MANIFEST
+from koclip.search.gallery import ANN_THRESHOLD, DTYPES, MANIFEST, occupied
 
 # Options that count only with one kind of SOURCE, with their defaults.
 DATASET_OPTIONS = {"split": "train", "image_column": "image", "caption_column": None}
@@ -153,9 +153,7 @@ def main(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InvalidInputError(f"--out {args.out} is a file; give a folder for the gallery")
     if (args.out / MANIFEST).is_file() and not args.overwrite:
-        raise GalleryError(
-            f"--out {args.out} already holds a gallery; pass --overwrite to replace it, or choose another --out"
-        )
+        raise occupied(f"--out {args.out}")
     check_model(args.model)
 
     from koclip.search import indexing, sources

@@ -73,14 +73,14 @@ def check_words(model, query: str) -> None:
     the words it cannot read in a query it partly reads."""
     from koclip.api import word_list
 
-    unknown = model.unknown_words(query)
-    listed = word_list([word[:30] for word in unknown])
+    verdict = model.verdict(query)
+    listed = word_list([word[:30] for word in verdict.unknown])
     hint = f"; {model.name} knows {model.vocabulary}" if model.vocabulary else ""
-    if unknown and not model.can_read(query):
+    if not verdict.answerable:
         raise InvalidInputError(
             f"{model.name} knows none of the words in the query ({listed}), so it has no answer{hint}"
         )
-    if unknown:
+    if verdict.unknown:
         print(
             terminal_safe(f"warning: {model.name} does not know {listed}; that part of the query is ignored{hint}"),
             file=sys.stderr,

@@ -11,7 +11,7 @@ from typing import Any
 from koclip.commands import check_dataset, float_above, float_at_least, int_at_least, refuse_unused
 from koclip.data.scenes import MIN_SIZE
 from koclip.errors import InvalidInputError
-from koclip.training.recipe import TrainConfig
+from koclip.training.recipe import TOWERS, TrainConfig
 
 HELPS = {
     "out": "folder to write the model to (koclip's format: koclip.load reads it); overwritten atomically at each save",
@@ -40,7 +40,6 @@ HELPS = {
 }
 
 
-TOWERS = ("mini", "micro", "pretrained")
 # The values each numeric option accepts; anything else fails in the middle of a run, if at all.
 TYPES = {
     "scenes": int_at_least(1),

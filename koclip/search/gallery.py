@@ -114,6 +114,11 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def occupied(path: str | os.PathLike) -> GalleryError:
+    """The error for building a gallery where one already is."""
+    return GalleryError(f"{path} already holds a gallery; pass --overwrite to replace it, or choose another --out")
+
+
 def model_reference(manifest: dict[str, Any]) -> str:
     """What to load for a gallery's model: the folder it was read from if that still exists, else its name."""
     folder = manifest.get("model_path")

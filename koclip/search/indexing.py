@@ -21,7 +21,7 @@ from tqdm import tqdm
 from koclip import domain
 from koclip.api import KoCLIP, load
 from koclip.atomic import replace_folder, staged
-from koclip.errors import GalleryError, KoCLIPError
+from koclip.errors import KoCLIPError
 from koclip.search import ann, gallery
 from koclip.search.jobs import PARTIAL, Decoder, Job, encode, remove
 from koclip.search.sources import Source  # what build takes
@@ -113,7 +113,7 @@ def build(
     gallery.recover(final)
     if (final / gallery.MANIFEST).exists():
         if not overwrite:
-            raise GalleryError(f"{final} already holds a gallery; pass --overwrite to replace it")
+            raise gallery.occupied(final)
         # Built beside the old gallery, which stays searchable until the new one is complete.
         out = staged(final)
         if (out / gallery.MANIFEST).exists() or not (out / PARTIAL).is_dir():

@@ -129,7 +129,7 @@ class Job:
         digest = hashlib.sha256(json.dumps(list(keys), ensure_ascii=False).encode()).hexdigest()[:16]
         job = cls(Path(out), keys, batch_size, {**identity, "batch_size": batch_size, "inputs": digest})
         if (job.out / gallery.MANIFEST).exists():
-            raise GalleryError(f"{job.out} already holds a gallery; pass --overwrite to replace it")
+            raise gallery.occupied(job.out)
         if job.out.is_dir() and any(job.out.iterdir()) and not job.partial.is_dir():
             raise GalleryError(f"{job.out} is not empty and is not a gallery; choose another --out")
         stamp = job.partial / "job.json"

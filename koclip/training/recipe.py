@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
+# Towers trained from scratch: "mini" is koclip-mini; "micro" trains in seconds (tests, quick trials).
+SMALL_TOWERS = {
+    "mini": dict(text_width=128, text_layers=2, widths=(32, 64, 128), projection=64),
+    "micro": dict(text_width=64, text_layers=1, widths=(16, 32, 64), projection=32),
+}
+PRETRAINED = "pretrained"  # klue/roberta-large + CLIP ViT-B/32 from the Hub: the original KoCLIP recipe
+TOWERS = (*SMALL_TOWERS, PRETRAINED)
+
 
 @dataclasses.dataclass
 class TrainConfig:

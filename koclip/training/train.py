@@ -41,10 +41,11 @@ from koclip.models.config import (
 )
 from koclip.models.dual_encoder import DualEncoder, init_params
 from koclip.processing import pad_token_ids
+from koclip.registry import CLIP_VISION, KLUE_TOKENIZER
 from koclip.tokenizer import load as load_tokenizer
 from koclip.tokenizer import train_wordpiece
 from koclip.training import evaluate
-from koclip.training.recipe import TrainConfig
+from koclip.training.recipe import PRETRAINED, SMALL_TOWERS, TrainConfig
 from koclip.transform import ImageTransform
 
 TRAIN_STATE = "train_state.msgpack"
@@ -90,13 +91,6 @@ def contrastive_loss(text: jnp.ndarray, image: jnp.ndarray, logit_scale: jnp.nda
     t2i = -(targets * jax.nn.log_softmax(logits, axis=1)).sum(axis=1).mean()
     i2t = -(targets_t * jax.nn.log_softmax(logits.T, axis=1)).sum(axis=1).mean()
     return (t2i + i2t) / 2
-
-
-# Towers trained from scratch: "mini" is koclip-mini; "micro" trains in seconds (tests, quick trials).
-SMALL_TOWERS = {
-    "mini": dict(text_width=128, text_layers=2, widths=(32, 64, 128), projection=64),
-    "micro": dict(text_width=64, text_layers=1, widths=(16, 32, 64), projection=32),
-}
 
 
 def small_config(towers: str, vocab_size: int, image_size: int, text_length: int) -> KoCLIPConfig:
@@ -214,9 +208,9 @@ def pretrained_towers(image_size: int):
     from koclip import hub
 
     text_dir = hub.fetch(
-        "klue/roberta-large", ["config.json", "flax_model.msgpack", "pytorch_model.bin", *hub.TOKENIZER_FILES]
+        KLUE_TOKENIZER, ["config.json", "flax_model.msgpack", "pytorch_model.bin", *hub.TOKENIZER_FILES]
     )
-    vision_dir = hub.fetch("openai/clip-vit-base-patch32", ["config.json", "flax_model.msgpack", "pytorch_model.bin"])
+    vision_dir = hub.fetch(CLIP_VISION, ["config.json", "flax_model.msgpack", "pytorch_model.bin"])
     text = FlaxRobertaModel.from_pretrained(text_dir, add_pooling_layer=True)
     vision = FlaxCLIPVisionModel.from_pretrained(vision_dir)
     tokenizer = load_tokenizer(text_dir)
@@ -297,14 +291,14 @@ def train(cfg: TrainConfig) -> Path:
     if resuming:
         ckpt = checkpoint.read(out)
         config, params, tokenizer = ckpt.config, ckpt.flax_params, load_tokenizer(out)
-    elif cfg.towers == "pretrained":
+    elif cfg.towers == PRETRAINED:
         config, params, tokenizer = pretrained_towers(cfg.image_size)
     elif cfg.towers in SMALL_TOWERS:
         config = params = tokenizer = None  # built once the tokenizer has seen the captions
     else:
         raise KoCLIPError(f"unknown towers {cfg.towers!r}: choose {', '.join(SMALL_TOWERS)} or pretrained")
 
-    transform = (ImageTransform.clip if cfg.towers == "pretrained" else ImageTransform.vit)(cfg.image_size)
+    transform = (ImageTransform.clip if cfg.towers == PRETRAINED else ImageTransform.vit)(cfg.image_size)
     data = (
         SceneData(cfg.scenes, cfg.seed, cfg.image_size, transform)
         if cfg.data == "scenes"
