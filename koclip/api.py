@@ -113,7 +113,14 @@ def check_template(template) -> str:
 
 class KoCLIP:
     def __init__(
-        self, name: str, config, backend, tokenizer, image_transform, directory: Path | None = None, info=None
+        self,
+        name: str,
+        config,
+        backend: backends.Backend,
+        tokenizer,
+        image_transform,
+        directory: Path | None = None,
+        info=None,
     ):
         self.name = name
         self.config = config

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,21 @@ def use_compilation_cache() -> None:
         return
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+class Backend(Protocol):
+    """What runs a dual encoder: token ids and mask, or NHWC pixels, in; L2-normalised float32 out.
+    FlaxBackend and TorchBackend are the two; KoCLIP holds one."""
+
+    name: str
+    compiles: bool  # whether each new input shape waits for a compile (KoCLIP.warm_up does them ahead)
+    logit_scale: float
+
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray: ...
+
+    def flax_params(self) -> dict: ...
 
 
 class FlaxBackend:

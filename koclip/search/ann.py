@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -205,6 +205,36 @@ def _check_params(params: Any, names: tuple[str, ...], where: str, low: int = 0,
         value = params.get(name) if isinstance(params, dict) else None
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise GalleryError(f"{where} gives the index's {name} as {value!r}; re-index this gallery")
+
+
+class Index(Protocol):
+    """An approximate index of a gallery's vectors: PQScan, IVFPQ and HNSWGraph are the kinds. It only
+    proposes candidates; the gallery scores them exactly against its vectors (`rescore`)."""
+
+    kind: str  # its name in the manifest
+    reranks: tuple[int, ...]  # how many candidates tuning may ask it for
+
+    @classmethod
+    def train(cls, vectors: np.ndarray, rows: np.ndarray | None = None, **params: int) -> Index: ...
+
+    @classmethod
+    def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The shape and dtype of each stored array, for checking a stored index before it is read."""
+        ...
+
+    def params(self) -> dict[str, int]: ...
+
+    def memory(self) -> int:
+        """Bytes it holds in memory."""
+        ...
+
+    def settings(self) -> list[dict[str, int]]:
+        """The search settings tuning tries (breadth of the search), cheapest first."""
+        ...
+
+    def candidates(self, queries: np.ndarray, n: int, setting: dict[str, int] | None = None) -> np.ndarray:
+        """(Q, n) row numbers to rescore for each query, -1 where there are fewer."""
+        ...
 
 
 class PQScan:

@@ -114,6 +114,21 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def new_manifest(model: KoCLIP, count: int, dtype: str, index: str = EXACT, **fields: Any) -> dict[str, Any]:
+    """A gallery's manifest: what read_manifest requires (format, model, dim, dtype, count, index),
+    the model's revision, then `fields` (indexing's source, skipped inputs, index tuning, …)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model.name,
+        "model_revision": model.revision,
+        "dim": model.dim,
+        "dtype": dtype,
+        "count": count,
+        "index": index,
+        **fields,
+    }
+
+
 def occupied(path: str | os.PathLike) -> GalleryError:
     """The error for building a gallery where one already is."""
     return GalleryError(f"{path} already holds a gallery; pass --overwrite to replace it, or choose another --out")
@@ -226,7 +241,7 @@ class Gallery:
         manifest: dict[str, Any],
         vectors: np.ndarray,
         metadata: list[dict[str, Any]],
-        index: Any = None,
+        index: ann.Index | None = None,
     ):
         self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
@@ -244,15 +259,7 @@ class Gallery:
         """
         if len(vectors) != len(rows):
             raise GalleryError(f"{len(vectors)} vectors for {len(rows)} metadata rows")
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": model.name,
-            "model_revision": model.revision,
-            "dim": model.dim,
-            "dtype": "float32",
-            "count": len(rows),
-            "index": EXACT,
-        }
+        manifest = new_manifest(model, len(rows), "float32")
         return cls(None, manifest, np.asarray(vectors, np.float32).reshape(len(rows), model.dim), list(rows))
 
     @classmethod

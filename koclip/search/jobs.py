@@ -235,21 +235,18 @@ class Job:
                 ann.save(choice.index, self.out)
             tuning = choice.manifest()
             log(f"chose {choice.describe()}")
-        manifest = {
-            "format_version": gallery.FORMAT_VERSION,
-            "model": model.name,
-            "model_revision": model.revision,
-            "model_path": model_path,
-            "dim": model.dim,
-            "dtype": dtype,
-            "count": len(rows),
-            "index": tuning["kind"] if tuning else gallery.EXACT,
-            "index_tuning": tuning,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "source": source,
-            "skipped": skipped[:MAX_SKIPPED_LISTED],
-            "skipped_count": len(skipped),
-        }
+        manifest = gallery.new_manifest(
+            model,
+            len(rows),
+            dtype,
+            tuning["kind"] if tuning else gallery.EXACT,
+            model_path=model_path,
+            index_tuning=tuning,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            source=source,
+            skipped=skipped[:MAX_SKIPPED_LISTED],
+            skipped_count=len(skipped),
+        )
         if not domain.trained_on_photos(model):
             manifest["unlike_training"] = unlike  # images unlike the generated scenes the model knows
         write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
