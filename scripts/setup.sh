@@ -14,6 +14,11 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # The app needs neither torch nor transformers (requirements.txt); the tests add both (requirements-dev.txt).
 .venv/bin/python -m pip install --quiet -r "$requirements"
+# Peers the tests check against whose own dependencies are heavy or conflict with the pins
+# (requirements-nodeps.txt) go in without their dependencies, beside the development requirements.
+if [ "$requirements" = requirements-dev.txt ] && [ -s requirements-nodeps.txt ]; then
+  .venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+fi
 # koclip itself, from this folder (editable), so that scripts and benchmarks import it from anywhere.
 # "compat" puts this folder on sys.path, so the package wins over a folder named koclip in the
 # working directory (the parent of a clone called koclip), which the default mode's finder loses to.
