@@ -3,7 +3,7 @@
 Methods, each timed on single queries (the demo's and the CLI's case) on every core of this machine:
   exact                 NumPy: every row scored, the recall reference
   koclip (chosen)       the index `python -m koclip index` builds: kind and parameters chosen by
-                        `koclip.search.ann.choose` on the gallery's own held-out rows (and, for the real
+                        `koclip.search.tuning.choose` on the gallery's own held-out rows (and, for the real
                         set, their captions, as the index command does), then rescoring
   koclip before         the previous design, kept for comparison: a 4-bit PQ fast scan of every row
                         (2 dimensions per code) in per-core slices, 400 candidates rescored
@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import vectors as datasets
 
-from koclip.search import ann
+from koclip import units
+from koclip.search import exact, indexes, tuning
 
 PEER_TARGET = 0.95
-K = ann.K
+K = indexes.K
 
 
 def latencies(search, queries: np.ndarray) -> tuple[list, np.ndarray]:
@@ -63,23 +64,25 @@ class Table:
 
 def faiss_peer(make, vectors: np.ndarray, queries: np.ndarray, truth, settings, apply):
     """(build seconds, memory, the first setting reaching PEER_TARGET (else the last), its hits and times)."""
-    faiss = ann.import_faiss()
+    faiss = indexes.import_faiss()
     start = time.perf_counter()
     index = make(faiss, vectors.shape[1])
     if not index.is_trained:
-        index.train(ann.training_sample(vectors, ann.TRAIN_ROWS))
-    ann.add_in_steps(index, vectors)
+        index.train(indexes.training_sample(vectors, indexes.TRAIN_ROWS))
+    indexes.add_in_steps(index, vectors)
     build_s = time.perf_counter() - start
     memory = faiss.serialize_index(index).nbytes
 
     def search(q):
         _, rows = index.search(q, K)
-        return [[ann.Hit(int(r), float(vectors[r] @ query)) for r in found if r >= 0] for query, found in zip(q, rows)]
+        return [
+            [exact.Hit(int(r), float(vectors[r] @ query)) for r in found if r >= 0] for query, found in zip(q, rows)
+        ]
 
     for setting in settings:
         apply(index, setting)
         found, seconds = latencies(search, queries)
-        measured = ann.recall(found, truth)
+        measured = tuning.recall(found, truth)
         if measured >= PEER_TARGET:
             break
     return build_s, memory, setting, seconds, measured
@@ -100,36 +103,36 @@ def run(
     texts_of=None,
 ) -> None:
     count, dim = vectors.shape
-    _, seconds = latencies(lambda q: ann.exact_search(vectors, q, K), queries[: 50 if count > 200_000 else None])
-    truth = ann.exact_search(vectors, queries, K)
+    _, seconds = latencies(lambda q: exact.exact_search(vectors, q, K), queries[: 50 if count > 200_000 else None])
+    truth = exact.exact_search(vectors, queries, K)
     table.row(label, "exact (NumPy)", None, 0, seconds, 1.0)
 
     start = time.perf_counter()
-    choice = ann.choose(vectors, budget, texts_of=texts_of)
+    choice = tuning.choose(vectors, budget, texts_of=texts_of)
     build_s = time.perf_counter() - start
     index = choice.index
     if index is None:
-        found, seconds = latencies(lambda q: ann.exact_search(vectors, q, K), queries)
+        found, seconds = latencies(lambda q: exact.exact_search(vectors, q, K), queries)
     else:
         found, seconds = latencies(
-            lambda q: ann.rescore(vectors, q, index.candidates(q, max(choice.rerank, K)), K), queries
+            lambda q: exact.rescore(vectors, q, index.candidates(q, max(choice.rerank, K)), K), queries
         )
     settings = ", ".join(f"{k} {v}" for k, v in choice.params.items() if k not in ("entry_point", "max_level"))
     how = f"{settings}; {choice.rerank} rescored; " if choice.index is not None else ""
     method = f"**koclip: {choice.kind}** ({how}held-out recall {choice.recall:.3f})"
-    table.row(label, method, build_s, choice.memory, seconds, ann.recall(found, truth))
+    table.row(label, method, build_s, choice.memory, seconds, tuning.recall(found, truth))
 
     start = time.perf_counter()
-    before = ann.PQScan.train(vectors, m=ann.subquantizers(dim, dim // 2))
+    before = indexes.PQScan.train(vectors, m=indexes.subquantizers(dim, dim // 2))
     build_s = time.perf_counter() - start
-    found, seconds = latencies(lambda q: ann.rescore(vectors, q, before.candidates(q, 400), K), queries)
+    found, seconds = latencies(lambda q: exact.rescore(vectors, q, before.candidates(q, 400), K), queries)
     table.row(
         label,
         f"koclip before: pq{before.params()['m']}x4 scan, {len(before.parts)} slice(s), 400 rescored",
         build_s,
         before.memory(),
         seconds,
-        ann.recall(found, truth),
+        tuning.recall(found, truth),
     )
     if not peers:
         return
@@ -168,8 +171,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
         "--memory-budget",
-        type=ann.parse_size,
-        default=ann.DEFAULT_BUDGET,
+        type=units.parse_size,
+        default=tuning.DEFAULT_BUDGET,
         metavar="SIZE",
         help="koclip's index memory budget, as for `index --memory-budget` (default: 2G); a tenth "
         "of a 10M-row budget on 1M rows simulates that gallery's index",
@@ -182,7 +185,7 @@ def main() -> None:
         help="largest set the HNSW peer is built for (default: %(default)s; 1M takes many minutes and over 2 GiB)",
     )
     args = parser.parse_args()
-    print(f"{ann.cores()} cores, {args.queries} single queries per method, k={K}\n")
+    print(f"{exact.cores()} cores, {args.queries} single queries per method, k={K}\n")
     table = Table()
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.sets.split(","):

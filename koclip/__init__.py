@@ -26,7 +26,6 @@ _LAZY = {"load": "koclip.api", "random_model": "koclip.api", "KoCLIP": "koclip.a
 # `import koclip.gallery` and `from koclip import gallery` give koclip.search.gallery itself.
 MOVED = {
     "gallery": "koclip.search.gallery",
-    "ann": "koclip.search.ann",
     "indexing": "koclip.search.indexing",
     "scenes": "koclip.data.scenes",
     "samples": "koclip.data.samples",
@@ -40,11 +39,20 @@ MOVED = {
 }
 
 
+# Modules split in parts: importing one by its old name says where its parts went.
+SPLIT = {
+    "ann": "koclip.search.exact (exact search), koclip.search.indexes (the index kinds), "
+    "koclip.search.index_files (their files), koclip.search.tuning (choose) and koclip.units (sizes)",
+}
+
+
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds `koclip.<old name>` as the module now at MOVED[old name]."""
+    """Finds `koclip.<old name>` as the module now at MOVED[old name]; says where a SPLIT one went."""
 
     def find_spec(self, fullname, path=None, target=None):
         package, _, name = fullname.rpartition(".")
+        if package in (__name__, "koclip.search") and name in SPLIT:
+            raise ModuleNotFoundError(f"{fullname} was split into {SPLIT[name]}", name=fullname)
         return importlib.util.spec_from_loader(fullname, self) if package == __name__ and name in MOVED else None
 
     def create_module(self, spec):
@@ -62,6 +70,8 @@ def __getattr__(name: str):
         return getattr(import_module(_LAZY[name]), name)
     if name in MOVED:
         return import_module(MOVED[name])
+    if name in SPLIT:
+        raise AttributeError(f"koclip.{name} was split into {SPLIT[name]}")
     raise AttributeError(f"module 'koclip' has no attribute {name!r}")
 
 

@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from koclip import units
 from koclip.errors import GalleryError, KoCLIPError
-from koclip.search import ann, gallery
+from koclip.search import exact, gallery, index_files, indexes, tuning
 
 DIM = 32
 
@@ -28,7 +29,7 @@ def clustered(n: int, seed: int, clusters: int = 40) -> np.ndarray:
 @pytest.fixture(scope="module", autouse=True)
 def one_faiss_thread():
     # OpenMP threads that spin while the other core is busy make a small build many times slower.
-    faiss = ann.import_faiss()
+    faiss = indexes.import_faiss()
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     yield
@@ -47,53 +48,53 @@ def queries():
 
 @pytest.fixture(scope="module")
 def choice(vectors):
-    return ann.choose(vectors)
+    return tuning.choose(vectors)
 
 
 def search(index, vectors, queries, rerank):
     if index is None:
-        return ann.exact_search(vectors, queries, ann.K)
-    return ann.rescore(vectors, queries, index.candidates(queries, max(rerank, ann.K)), ann.K)
+        return exact.exact_search(vectors, queries, indexes.K)
+    return exact.rescore(vectors, queries, index.candidates(queries, max(rerank, indexes.K)), indexes.K)
 
 
 def test_the_chosen_index_reaches_its_recorded_recall_on_queries_it_never_saw(choice, vectors, queries):
-    assert choice.recall >= choice.floor >= ann.TARGET_RECALL and choice.held_out == ann.HELD_OUT
-    truth = ann.exact_search(vectors, queries, ann.K)
-    fresh = ann.recall(search(choice.index, vectors, queries, choice.rerank), truth)
-    assert fresh >= ann.TARGET_RECALL - 0.01, (choice.describe(), fresh)  # 100 queries: ±0.01
-    assert {trial.kind for trial in choice.trials} == set(ann.KINDS)  # 6,000 small rows fit the default budget
-    fastest = min(trial.p50_ms for trial in choice.trials if trial.floor >= ann.TARGET_RECALL)
-    assert choice.p50_ms <= ann.SAME_SPEED * fastest + 0.02
+    assert choice.recall >= choice.floor >= tuning.TARGET_RECALL and choice.held_out == tuning.HELD_OUT
+    truth = exact.exact_search(vectors, queries, indexes.K)
+    fresh = tuning.recall(search(choice.index, vectors, queries, choice.rerank), truth)
+    assert fresh >= tuning.TARGET_RECALL - 0.01, (choice.describe(), fresh)  # 100 queries: ±0.01
+    assert {trial.kind for trial in choice.trials} == set(indexes.KINDS)  # 6,000 small rows fit the default budget
+    fastest = min(trial.p50_ms for trial in choice.trials if trial.floor >= tuning.TARGET_RECALL)
+    assert choice.p50_ms <= tuning.SAME_SPEED * fastest + 0.02
 
 
-@pytest.mark.parametrize("kind", [ann.PQ_SCAN, ann.IVF_PQ, ann.HNSW])
+@pytest.mark.parametrize("kind", [indexes.PQ_SCAN, indexes.IVF_PQ, indexes.HNSW])
 def test_each_kind_finds_the_true_neighbours_and_survives_a_save_and_a_load(kind, vectors, queries, tmp_path):
-    _, build = ann._builders(len(vectors), DIM, ann.DEFAULT_BUDGET)[kind]
+    _, build = tuning._builders(len(vectors), DIM, tuning.DEFAULT_BUDGET)[kind]
     index = build(vectors)
     setting = index.settings()[-1]  # the widest search of its kind
     index.candidates(queries[:1], 1, setting)
-    truth = ann.exact_search(vectors, queries, ann.K)
+    truth = exact.exact_search(vectors, queries, indexes.K)
     found = search(index, vectors, queries, 200)
-    assert ann.recall(found, truth) >= 0.97
+    assert tuning.recall(found, truth) >= 0.97
     assert [hits[0].index for hits in found] == [hits[0].index for hits in truth]
     assert all(abs(h.score - float(vectors[h.index] @ q)) < 1e-5 for hits, q in zip(found, queries) for h in hits)
 
-    ann.save(index, tmp_path)
-    loaded = ann.load(tmp_path, kind, {"params": index.params(), "rerank": 200}, len(vectors), DIM, vectors)
+    index_files.save(index, tmp_path)
+    loaded = index_files.load(tmp_path, kind, {"params": index.params(), "rerank": 200}, len(vectors), DIM, vectors)
     assert np.array_equal(loaded.candidates(queries, 50), index.candidates(queries, 50))
 
 
 def test_recall_counts_rows_tied_with_a_true_neighbour():
-    truth = [[ann.Hit(i, 1.0 - i / 100) for i in range(10)]]
-    tied = [[ann.Hit(i + 50, 1.0 - i / 100) for i in range(10)]]  # other rows, the same scores
-    assert ann.recall(tied, truth) == 1.0
-    worse = [[ann.Hit(i + 50, 0.5) for i in range(10)]]
-    assert ann.recall(worse, truth) == 0.0
+    truth = [[exact.Hit(i, 1.0 - i / 100) for i in range(10)]]
+    tied = [[exact.Hit(i + 50, 1.0 - i / 100) for i in range(10)]]  # other rows, the same scores
+    assert tuning.recall(tied, truth) == 1.0
+    worse = [[exact.Hit(i + 50, 0.5) for i in range(10)]]
+    assert tuning.recall(worse, truth) == 0.0
 
 
 def test_the_pq_scan_in_slices_finds_what_one_scan_finds(vectors, queries):
-    whole = ann.PQScan.train(vectors, m=DIM // 2)
-    sliced = ann.PQScan(whole.arrays["centroids"], whole.arrays["codes"], DIM, slices=3)
+    whole = indexes.PQScan.train(vectors, m=DIM // 2)
+    sliced = indexes.PQScan(whole.arrays["centroids"], whole.arrays["codes"], DIM, slices=3)
     assert len(sliced.parts) == 3 and sliced.starts == [0, 2000, 4000]
     rows = [5, 2500, 5999]
     found = sliced.candidates(vectors[rows], 20)
@@ -105,24 +106,24 @@ def test_the_pq_scan_in_slices_finds_what_one_scan_finds(vectors, queries):
 def test_an_index_built_under_a_memory_budget_stays_under_it(vectors):
     budget = 150_000  # bytes: too little for the graph (a float32 copy alone is 768 KB) or 16 codes a row
     lines = []
-    choice = ann.choose(vectors, budget=budget, log=lines.append)
+    choice = tuning.choose(vectors, budget=budget, log=lines.append)
     assert any("hnsw: skipped" in line for line in lines)
     assert choice.memory <= budget
     if choice.index is not None:
         assert sum(a.nbytes for a in choice.index.arrays.values()) <= budget
     assert all(trial.memory <= budget for trial in choice.trials)
-    assert choice.recall >= ann.TARGET_RECALL  # exact search always fits, and always reaches it
+    assert choice.recall >= tuning.TARGET_RECALL  # exact search always fits, and always reaches it
 
 
 @pytest.mark.parametrize("text, size", [("512M", 512 << 20), ("2G", 2 << 30), ("1.5GiB", 3 << 29), ("4096", 4096)])
 def test_sizes_are_read_with_their_units(text, size):
-    assert ann.parse_size(text) == size
+    assert units.parse_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "nanM"])
 def test_a_size_that_is_not_one_is_refused(text):
     with pytest.raises(KoCLIPError, match="size"):
-        ann.parse_size(text)
+        units.parse_size(text)
 
 
 BUDGET = 300 << 10  # too little for a graph of 1,200 rows (over 500 KiB), plenty for codes
@@ -161,20 +162,21 @@ def large_gallery(model_dir, tmp_path_factory):
 def test_a_gallery_indexed_under_a_memory_budget_records_its_index_and_stays_under_it(large_gallery):
     out, result = large_gallery
     manifest = json.loads((out / gallery.MANIFEST).read_text())
-    tuning = manifest["index_tuning"]
-    assert manifest["index"] == tuning["kind"] in ann.KINDS
-    assert tuning["recall@10"] >= tuning["recall@10_floor"] >= tuning["target_recall"] == ann.TARGET_RECALL
-    assert tuning["memory_budget"] == BUDGET and tuning["memory_bytes"] <= BUDGET
+    recorded = manifest["index_tuning"]
+    assert manifest["index"] == recorded["kind"] in indexes.KINDS
+    assert recorded["recall@10"] >= recorded["recall@10_floor"] >= recorded["target_recall"] == tuning.TARGET_RECALL
+    assert recorded["memory_budget"] == BUDGET and recorded["memory_bytes"] <= BUDGET
     assert sum(p.stat().st_size for p in (out / gallery.INDEX_DIR).glob("*.npy")) <= BUDGET + 4096
-    assert {t["kind"] for t in tuning["measured"]} == {ann.EXACT, ann.IVF_PQ, ann.PQ_SCAN}
+    assert {t["kind"] for t in recorded["measured"]} == {indexes.EXACT, indexes.IVF_PQ, indexes.PQ_SCAN}
     assert "hnsw: skipped" in result.stderr
-    assert tuning["held_out"] == tuning["caption_queries"] == 120  # scenes have captions: text queries too
+    assert recorded["held_out"] == recorded["caption_queries"] == 120  # scenes have captions: text queries too
     assert (
-        f"({tuning['kind']} search: recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} "
+        f"({recorded['kind']} search: recall@10 {recorded['recall@10']:.3f}, "
+        f"at least {recorded['recall@10_floor']:.3f} "
         "for new queries, on 120 held-out rows and 120 of their captions"
     ) in result.stdout
     opened = gallery.Gallery.open(out)
-    assert (opened.index is None) == (manifest["index"] == ann.EXACT)
+    assert (opened.index is None) == (manifest["index"] == indexes.EXACT)
     rows = [3, 600, 1_199]
     assert [hits[0].index for hits in opened.search_vectors(np.asarray(opened.vectors[rows]), k=3)] == rows
 
@@ -183,12 +185,12 @@ def damaged_copy(source, tmp_path, change):
     out = tmp_path / "copy"
     shutil.copytree(source[0], out)
     manifest = json.loads((out / gallery.MANIFEST).read_text())
-    _, build = ann._builders(manifest["count"], manifest["dim"], ann.DEFAULT_BUDGET)[ann.IVF_PQ]
+    _, build = tuning._builders(manifest["count"], manifest["dim"], tuning.DEFAULT_BUDGET)[indexes.IVF_PQ]
     index = build(np.load(out / gallery.VECTORS))
     shutil.rmtree(out / gallery.INDEX_DIR, ignore_errors=True)
-    ann.save(index, out)
-    manifest["index"] = ann.IVF_PQ
-    manifest["index_tuning"] = {"kind": ann.IVF_PQ, "params": {**index.params(), "nprobe": 4}, "rerank": 50}
+    index_files.save(index, out)
+    manifest["index"] = indexes.IVF_PQ
+    manifest["index_tuning"] = {"kind": indexes.IVF_PQ, "params": {**index.params(), "nprobe": 4}, "rerank": 50}
     change(out, manifest)
     (out / gallery.MANIFEST).write_text(json.dumps(manifest))
     return out
@@ -263,8 +265,8 @@ def test_a_damaged_index_is_refused_before_faiss_reads_it(large_gallery, tmp_pat
     ],
 )
 def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
-    graph = ann.HNSWGraph.train(vectors[:2_000])
-    ann.save(graph, tmp_path)
+    graph = indexes.HNSWGraph.train(vectors[:2_000])
+    index_files.save(graph, tmp_path)
     params = graph.params()
     folder = tmp_path / gallery.INDEX_DIR
     if damage == "links out of place":  # faiss would read another row's links, or past the array
@@ -287,7 +289,7 @@ def test_a_graph_whose_links_do_not_fit_is_refused(vectors, tmp_path, damage):
             neighbors[top + (params["max_level"] - 1) * params["neighbours"]] = lowest
             np.save(folder / "neighbors.npy", neighbors)
     with pytest.raises(GalleryError, match="graph does not fit"):
-        ann.load(tmp_path, ann.HNSW, {"params": params, "rerank": ann.K}, 2_000, DIM, vectors[:2_000])
+        index_files.load(tmp_path, indexes.HNSW, {"params": params, "rerank": indexes.K}, 2_000, DIM, vectors[:2_000])
 
 
 def test_more_results_than_the_index_rescores_come_from_exact_search(large_gallery, tmp_path):

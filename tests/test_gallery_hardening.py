@@ -30,7 +30,7 @@ from koclip import atomic
 from koclip.cli import main as cli
 from koclip.data import scenes
 from koclip.errors import GalleryError
-from koclip.search import ann, gallery, indexing, jobs, sources
+from koclip.search import gallery, indexes, indexing, jobs, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -87,7 +87,7 @@ def attach_graph(out: Path, craft=None) -> None:
     """Give the gallery at `out` an HNSW index over its own vectors (four links a row, so that a few
     rows are on several levels), its arrays and parameters first changed by `craft`."""
     vectors = np.load(out / gallery.VECTORS)
-    graph = ann.HNSWGraph.train(vectors, neighbours=4)
+    graph = indexes.HNSWGraph.train(vectors, neighbours=4)
     arrays, params = {name: np.array(a) for name, a in graph.arrays.items()}, graph.params()
     assert params["max_level"] >= 1
     if craft is not None:
@@ -96,8 +96,8 @@ def attach_graph(out: Path, craft=None) -> None:
     for name, array in arrays.items():
         np.save(out / gallery.INDEX_DIR / f"{name}.npy", array)
     manifest = json.loads((out / gallery.MANIFEST).read_text())
-    manifest["index"] = ann.HNSW
-    manifest["index_tuning"] = {"kind": ann.HNSW, "params": params, "rerank": ann.K}
+    manifest["index"] = indexes.HNSW
+    manifest["index_tuning"] = {"kind": indexes.HNSW, "params": params, "rerank": indexes.K}
     (out / gallery.MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -153,7 +153,7 @@ def test_a_graph_that_crashes_its_search_crashes_only_the_probe(built, tmp_path,
     attach_graph(built, entry_links_far_out)
     # In the probe's process alone, the checks are switched off: the second line of defence is tried.
     (tmp_path / "sitecustomize.py").write_text(
-        "import koclip.search.ann\nkoclip.ann.graph_problem = lambda *a, **k: None\n"
+        "import koclip.search.indexes\nkoclip.search.indexes.graph_problem = lambda *a, **k: None\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     problem = gallery.probe(built, timeout=120)
@@ -220,18 +220,18 @@ def retune(arrays, params, rng):
 def fuzz_graphs(trials: int, seed: int = 0) -> None:
     """Load `trials` random damages of one graph (one to three each), and search each that loads.
     Run in a child process: faiss reading out of bounds kills it."""
-    faiss = ann.import_faiss()
+    faiss = indexes.import_faiss()
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(seed)
     vectors = unit_rows(600, seed)
-    graph = ann.HNSWGraph.train(vectors, neighbours=4)  # few links a row: six levels
+    graph = indexes.HNSWGraph.train(vectors, neighbours=4)  # few links a row: six levels
     loaded = 0
     for _ in range(trials):
         arrays, params = {name: np.array(a) for name, a in graph.arrays.items()}, graph.params()
         for damage in rng.choice([relink, move_entry, relevel, retune], rng.integers(1, 4)):
             arrays = damage(arrays, params, rng)
         try:
-            index = ann.HNSWGraph.load(arrays, len(vectors), vectors.shape[1], params, vectors)
+            index = indexes.HNSWGraph.load(arrays, len(vectors), vectors.shape[1], params, vectors)
         except GalleryError:
             continue
         index.candidates(

@@ -89,3 +89,27 @@ def test_the_library_never_imports_the_app():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_old_module_paths_import_the_moved_modules():
+    import importlib
+
+    import koclip
+    from koclip.search import gallery
+
+    assert importlib.import_module("koclip.gallery") is gallery
+    from koclip import train  # noqa: F401  (the name users may have imported)
+
+    assert koclip.train is importlib.import_module("koclip.training.train")
+    for name, new in koclip.MOVED.items():
+        assert importlib.import_module(f"koclip.{name}") is importlib.import_module(new)
+
+
+def test_a_split_module_says_where_its_parts_went():
+    import importlib
+
+    import pytest
+
+    for old in ("koclip.ann", "koclip.search.ann"):
+        with pytest.raises(ModuleNotFoundError, match=r"split into koclip\.search\.exact .*koclip\.search\.tuning"):
+            importlib.import_module(old)

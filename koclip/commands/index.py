@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from koclip import units
 from koclip.commands import (
     check_dataset,
     check_folder,
@@ -17,7 +18,7 @@ from koclip.commands import (
 )
 from koclip.data.scenes import MIN_SIZE
 from koclip.errors import InvalidInputError, KoCLIPError
-from koclip.search import ann
+from koclip.search import tuning
 from koclip.search.gallery import ANN_THRESHOLD, DTYPES, MANIFEST, occupied
 
 # Options that count only with one kind of SOURCE, with their defaults.
@@ -56,7 +57,7 @@ examples:
 
 def budget(text: str) -> int:
     try:
-        return ann.parse_size(text)
+        return units.parse_size(text)
     except KoCLIPError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -88,14 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-budget",
         type=budget,
-        default=ann.DEFAULT_BUDGET,
+        default=tuning.DEFAULT_BUDGET,
         metavar="SIZE",
-        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {ann.DEFAULT_BUDGET >> 30}G)",
+        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {tuning.DEFAULT_BUDGET >> 30}G)",
     )
     parser.add_argument(
         "--target-recall",
         type=float_above(0, 1),
-        default=ann.TARGET_RECALL,
+        default=tuning.TARGET_RECALL,
         metavar="R",
         help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)",
     )
@@ -197,15 +198,15 @@ def main(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-    tuning = manifest.get("index_tuning")
-    captions = f" and {tuning['caption_queries']} of their captions" if tuning and tuning["caption_queries"] else ""
+    chosen = manifest.get("index_tuning")
+    captions = f" and {chosen['caption_queries']} of their captions" if chosen and chosen["caption_queries"] else ""
     measured = (
         (
-            f": recall@10 {tuning['recall@10']:.3f}, at least {tuning['recall@10_floor']:.3f} for new queries, "
-            f"on {tuning['held_out']} held-out rows{captions}, "
-            f"p50 {tuning['p50_ms']:.2f} ms"
+            f": recall@10 {chosen['recall@10']:.3f}, at least {chosen['recall@10_floor']:.3f} for new queries, "
+            f"on {chosen['held_out']} held-out rows{captions}, "
+            f"p50 {chosen['p50_ms']:.2f} ms"
         )
-        if tuning
+        if chosen
         else ""
     )
     print(

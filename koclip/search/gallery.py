@@ -4,7 +4,7 @@ A gallery directory holds:
   vectors.npy     (count, dim) float32 or float16, L2-normalised rows, memory-mapped when opened
   metadata.jsonl  one JSON object per row: source, width, height, caption (if any), thumbnail
   thumbs/         small JPEGs, so results can be shown without the original images
-  index/          (large galleries only) the arrays of an approximate index (koclip.search.ann)
+  index/          (large galleries only) the arrays of an approximate index (koclip.search.indexes)
   manifest.json   model, dim, dtype, count, source, skipped inputs, and the index: its kind,
                   parameters and measured recall; for a model trained on generated scenes, how
                   many images are unlike them (unlike_training, koclip.domain); written last, so
@@ -13,10 +13,10 @@ A gallery directory holds:
 A gallery may come from anywhere, so opening one checks all of it before it is used: only regular
 files are read, each within a size bound; the manifest, every metadata row and every vector (finite,
 of unit length) are checked, and every array of an approximate index against what faiss relies on
-(koclip.search.ann). A gallery that fails is refused with a GalleryError saying what is wrong. Thumbnails
+(koclip.search.indexes). A gallery that fails is refused with a GalleryError saying what is wrong. Thumbnails
 are read through `Gallery.thumbnail`, which never follows a symbolic link out of the gallery.
 
-Small galleries are searched exactly. A large one gets the approximate index that `ann.choose`
+Small galleries are searched exactly. A large one gets the approximate index that `tuning.choose`
 found fastest on its own vectors at the recall it was asked for; the candidates it proposes are
 scored exactly against vectors.npy, so scores are always true inner products.
 """
@@ -35,8 +35,8 @@ from PIL import Image
 
 from koclip.atomic import open_inside, open_regular, read_bounded, recover_folder, recover_folders
 from koclip.errors import GalleryError, InvalidInputError
-from koclip.search import ann
-from koclip.search.ann import Hit, exact_search
+from koclip.search import exact, index_files, indexes
+from koclip.search.exact import Hit, exact_search
 
 if TYPE_CHECKING:
     from koclip.api import KoCLIP
@@ -47,8 +47,8 @@ MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 METADATA = "metadata.jsonl"
 THUMBS = "thumbs"
-INDEX_DIR = ann.INDEX_DIR
-EXACT = ann.EXACT
+INDEX_DIR = index_files.INDEX_DIR
+EXACT = indexes.EXACT
 DTYPES = ("float32", "float16")
 ANN_THRESHOLD = 50_000  # galleries at least this large get an approximate index, chosen by measurement
 _REQUIRED = ("format_version", "model", "dim", "dtype", "count", "index")
@@ -101,7 +101,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         raise GalleryError(f"{file} names its model or index with something other than text; re-index this gallery")
     if manifest["dtype"] not in DTYPES:
         raise GalleryError(f"{file} has unknown dtype {manifest['dtype']!r}; re-index this gallery")
-    if manifest["index"] not in ann.KINDS:
+    if manifest["index"] not in indexes.KINDS:
         raise GalleryError(
             f"{directory} has an approximate index of a kind this koclip no longer reads ({manifest['index']}); "
             f"re-index it with `python -m koclip index ... --out {directory} --overwrite`"
@@ -206,7 +206,7 @@ def _bad_rows(vectors: np.ndarray) -> np.ndarray:
     """The rows that are not vectors of finite numbers of length 1 (to NORM_TOLERANCE), read a slice
     at a time so that a memory-mapped file is never copied whole."""
     bad = [np.zeros(0, np.int64)]
-    for start, part in zip(range(0, len(vectors), ann.ADD_ROWS), ann.steps(vectors)):
+    for start, part in zip(range(0, len(vectors), exact.ADD_ROWS), indexes.steps(vectors)):
         lengths = np.sqrt(np.einsum("ij,ij->i", part, part))
         bad.append(start + np.flatnonzero(~(np.abs(lengths - 1) <= NORM_TOLERANCE)))  # NaN is bad too
     return np.concatenate(bad)
@@ -241,14 +241,14 @@ class Gallery:
         manifest: dict[str, Any],
         vectors: np.ndarray,
         metadata: list[dict[str, Any]],
-        index: ann.Index | None = None,
+        index: indexes.Index | None = None,
     ):
         self.path = path  # None for a gallery held in memory only
         self.manifest = manifest
         self.vectors = vectors
         self.metadata = metadata  # one row per vector
-        self.index = index  # an approximate index (koclip.search.ann), or None for exact search
-        self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by ann.load
+        self.index = index  # an approximate index (koclip.search.indexes), or None for exact search
+        self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by index_files.load
         self._signature = signature(path)
 
     @classmethod
@@ -270,7 +270,7 @@ class Gallery:
         count, dim = manifest["count"], manifest["dim"]
         file = directory / VECTORS
         try:
-            vectors = ann.load_array(file)
+            vectors = index_files.load_array(file)
         except (OSError, ValueError, EOFError) as exc:
             raise GalleryError(f"{file} is missing or damaged ({exc}); re-index this gallery") from None
         if vectors.shape != (count, dim) or vectors.dtype != np.dtype(manifest["dtype"]):
@@ -282,7 +282,7 @@ class Gallery:
         metadata = read_metadata(directory / METADATA, count)
         index = None
         if manifest["index"] != EXACT:
-            index = ann.load(directory, manifest["index"], manifest.get("index_tuning"), count, dim, vectors)
+            index = index_files.load(directory, manifest["index"], manifest.get("index_tuning"), count, dim, vectors)
         return cls(directory, manifest, vectors, metadata, index)
 
     def __len__(self) -> int:
@@ -308,7 +308,7 @@ class Gallery:
         elif self.index is not None and k <= self.rerank:
             # More rows than the index was tuned to rescore would come back incomplete: exact search.
             candidates = self.index.candidates(batch, self.rerank)
-            hits = ann.rescore(self.vectors, batch, candidates, k)
+            hits = exact.rescore(self.vectors, batch, candidates, k)
         else:
             hits = exact_search(self.vectors, batch, k)
         bad = [hit.index for row in hits for hit in row if not math.isfinite(hit.score)]

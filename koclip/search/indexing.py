@@ -22,7 +22,7 @@ from koclip import domain
 from koclip.api import KoCLIP, load
 from koclip.atomic import replace_folder, staged
 from koclip.errors import KoCLIPError
-from koclip.search import ann, gallery
+from koclip.search import gallery, tuning
 from koclip.search.jobs import PARTIAL, Decoder, Job, encode, remove
 from koclip.search.sources import Source  # what build takes
 
@@ -74,8 +74,8 @@ def build(
     engine: str = "local",
     workers: int = 1,
     ann_threshold: int = gallery.ANN_THRESHOLD,
-    memory_budget: int = ann.DEFAULT_BUDGET,
-    target_recall: float = ann.TARGET_RECALL,
+    memory_budget: int = tuning.DEFAULT_BUDGET,
+    target_recall: float = tuning.TARGET_RECALL,
     overwrite: bool = False,
     backend: str = "auto",
     progress: bool = True,

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from koclip import domain
+from koclip import domain, units
 from koclip.api import KoCLIP
 from koclip.atomic import write_atomic
 from koclip.errors import GalleryError, InvalidImageError, KoCLIPError
 from koclip.images import open_image
-from koclip.search import ann, gallery
+from koclip.search import gallery, index_files, tuning
 from koclip.search.sources import Key, Source
 
 THUMB_SIDE = 256
@@ -185,8 +185,8 @@ class Job:
         source: dict[str, Any],
         ann_threshold: int,
         model_path: str | None = None,
-        memory_budget: int = ann.DEFAULT_BUDGET,
-        target_recall: float = ann.TARGET_RECALL,
+        memory_budget: int = tuning.DEFAULT_BUDGET,
+        target_recall: float = tuning.TARGET_RECALL,
         log: Callable[[str], None] = lambda message: None,
     ) -> dict[str, Any]:
         """Assemble the gallery files from the chunks, choose its search index, then write the manifest."""
@@ -217,14 +217,14 @@ class Job:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         write_atomic(self.out / gallery.METADATA, lines.encode())
         remove(self.out / gallery.INDEX_DIR)
-        tuning = None
-        if len(rows) >= max(ann_threshold, ann.MIN_ROWS):
+        chosen = None  # the index's tuning, for the manifest
+        if len(rows) >= max(ann_threshold, tuning.MIN_ROWS):
             final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
             log(
-                f"choosing a search index for {len(rows):,} rows (memory budget {ann.size_text(memory_budget)}, "
+                f"choosing a search index for {len(rows):,} rows (memory budget {units.size_text(memory_budget)}, "
                 f"target recall@10 {target_recall})"
             )
-            choice = ann.choose(
+            choice = tuning.choose(
                 final,
                 memory_budget,
                 target_recall,
@@ -232,16 +232,16 @@ class Job:
                 texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]),
             )
             if choice.index is not None:
-                ann.save(choice.index, self.out)
-            tuning = choice.manifest()
+                index_files.save(choice.index, self.out)
+            chosen = choice.manifest()
             log(f"chose {choice.describe()}")
         manifest = gallery.new_manifest(
             model,
             len(rows),
             dtype,
-            tuning["kind"] if tuning else gallery.EXACT,
+            chosen["kind"] if chosen else gallery.EXACT,
             model_path=model_path,
-            index_tuning=tuning,
+            index_tuning=chosen,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             source=source,
             skipped=skipped[:MAX_SKIPPED_LISTED],
