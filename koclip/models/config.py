@@ -173,6 +173,23 @@ class KoCLIPConfig:
                 f"unknown text_positions {self.text_positions!r}; expected one of {', '.join(TEXT_POSITIONS)}"
             )
 
+    def position_ids(self, attention_mask):
+        """Text position ids in this checkpoint's convention (see TEXT_POSITIONS), for a (batch, length)
+        integer mask. Written with the operations NumPy, JAX and PyTorch arrays share, so the Flax
+        towers and the PyTorch twin number positions by this one rule."""
+        if self.text_positions == POSITIONS_FROM_ZERO:
+            return (attention_mask * 0 + 1).cumsum(1) - 1
+        return attention_mask.cumsum(1) * attention_mask + self.text_config.pad_token_id
+
+    def pool_text(self, hidden, pooled, attention_mask):
+        """The text tower's output that is projected: RoBERTa's pooled output, or the mean of the
+        `hidden` states over the tokens the (batch, length) mask keeps (text_pooling "mean"). Any of
+        NumPy, JAX or PyTorch arrays, as `position_ids`."""
+        if self.text_pooling != "mean":
+            return pooled
+        weights = attention_mask[..., None] * (hidden[..., :1] * 0 + 1)  # the mask in hidden's dtype
+        return (hidden * weights).sum(1) / weights.sum(1).clip(min=1)
+
     @property
     def vision_type(self) -> str:
         if isinstance(self.vision_config, ClipVisionConfig):

@@ -11,16 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from koclip.models.config import POSITIONS_FROM_ZERO, KoCLIPConfig
+from koclip.models.config import KoCLIPConfig
 from koclip.models.towers import text_tower, vision_tower
-
-
-def position_ids(attention_mask: jnp.ndarray, config: KoCLIPConfig) -> jnp.ndarray:
-    """Text position ids in the checkpoint's convention (see `config.TEXT_POSITIONS`)."""
-    mask = attention_mask.astype(jnp.int32)
-    if config.text_positions == POSITIONS_FROM_ZERO:
-        return jnp.broadcast_to(jnp.arange(mask.shape[1], dtype=jnp.int32), mask.shape)
-    return jnp.cumsum(mask, axis=1) * mask + config.text_config.pad_token_id
 
 
 def l2_normalize(x: jnp.ndarray) -> jnp.ndarray:
@@ -40,19 +32,16 @@ class DualEncoder(nn.Module):
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(cfg.logit_scale_init_value), ())
 
     def encode_text(self, input_ids, attention_mask, deterministic: bool = True):
-        outputs = self.text_model(
+        """L2-normalised text embeddings of (batch, length) token ids and their mask."""
+        mask = attention_mask.astype(jnp.int32)
+        hidden, pooled = self.text_model(
             input_ids,
             attention_mask,
             token_type_ids=jnp.zeros_like(input_ids),
-            position_ids=position_ids(attention_mask, self.config),
+            position_ids=self.config.position_ids(mask),
             deterministic=deterministic,
         )
-        if self.config.text_pooling == "mean":
-            weights = attention_mask[..., None].astype(outputs[0].dtype)
-            pooled = (outputs[0] * weights).sum(axis=1) / weights.sum(axis=1).clip(1)
-        else:
-            pooled = outputs[1]
-        return l2_normalize(self.text_projection(pooled))
+        return l2_normalize(self.text_projection(self.config.pool_text(hidden, pooled, mask)))
 
     def encode_image(self, pixel_values, deterministic: bool = True):
         """`pixel_values` are NHWC."""

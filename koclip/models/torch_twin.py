@@ -10,7 +10,6 @@ import transformers
 from torch import nn
 
 from koclip.models.config import (
-    POSITIONS_FROM_ZERO,
     ClipVisionConfig,
     ConvTowerConfig,
     KoCLIPConfig,
@@ -84,23 +83,15 @@ class TorchDualEncoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """L2-normalised text embeddings of (batch, length) token ids and their mask."""
         mask = attention_mask.long()
-        if self.config.text_positions == POSITIONS_FROM_ZERO:  # see config.TEXT_POSITIONS
-            position_ids = torch.arange(mask.shape[1]).expand_as(mask)
-        else:
-            position_ids = torch.cumsum(mask, dim=1) * mask + self.config.text_config.pad_token_id
-        out = self.text_model(
+        hidden, pooled = self.text_model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=torch.zeros_like(mask),
-            position_ids=position_ids,
-        )
-        if self.config.text_pooling == "mean":
-            weights = attention_mask[..., None].to(out[0].dtype)
-            pooled = (out[0] * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-        else:
-            pooled = out[1]
-        return nn.functional.normalize(self.text_projection(pooled), dim=-1)
+            position_ids=self.config.position_ids(mask),
+        )[:2]
+        return nn.functional.normalize(self.text_projection(self.config.pool_text(hidden, pooled, mask)), dim=-1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`pixel_values` are NCHW, as PyTorch convolutions want them."""
