@@ -6,8 +6,7 @@ not change the cost). One run prints:
 1. Steady state: a 12-token text query and image batches, koclip's Flax backend against its
    PyTorch twin (`backend="torch"`, eager) on the same weights, and which of them `backend="auto"`
    (the default of `koclip.load`) runs; for text, the floor is the text tower's linear layers
-   alone as NumPy float32 matrix products, and the Flax text tower is also timed as it ran before
-   it held its kernels as (outputs, inputs).
+   alone as NumPy float32 matrix products.
 2. First query of each text length bucket with Flax (PyTorch compiles nothing): compiled on the
    query's path (no warm-up, as before) against after `KoCLIP.warm_up()`; and the compilations
    caused by a stream of queries of 1 to 200 tokens after warm-up.
@@ -98,20 +97,6 @@ def linear_floor(model, tokens: int, repeats: int):
     return lambda: [inputs[w.shape[0]] @ w for w in kernels]
 
 
-def flax_layout_text(model, query: str):
-    """The text query as the Flax backend ran it before it held the text kernels as (outputs, inputs):
-    the same module and weights, jitted with the kernels in Flax's (inputs, outputs) layout."""
-    import jax
-
-    from koclip.models.dual_encoder import DualEncoder
-
-    module = DualEncoder(model.config)
-    params = jax.tree_util.tree_map(jax.numpy.asarray, model.backend.flax_params())  # contiguous copies
-    ids, mask = model.text_processor([query])
-    encode = jax.jit(lambda p, i, m: module.apply({"params": p}, i, m, method=DualEncoder.encode_text))
-    return lambda: encode(params, ids, mask).block_until_ready()
-
-
 def fresh_process_seconds(cache: str, tree: Path) -> float:
     """The script above in a new interpreter that imports koclip from `tree` (a checkout)."""
     env = {k: v for k, v in os.environ.items() if k != "USE_TORCH"}
@@ -136,12 +121,6 @@ def steady_state(name: str, repeats: int, images: list[Image.Image]) -> None:
     print(
         f"| text, 12 tokens | {flax_s * 1e3:.0f} ms | {torch_s * 1e3:.0f} ms | {floor_s * 1e3:.0f} ms "
         f"| {flax_s / torch_s:.2f} | {min(flax_s, torch_s) / floor_s:.2f} |",
-        flush=True,
-    )
-    before_s = steady(flax_layout_text(flax_model, query), repeats)
-    print(
-        f"| text, 12 tokens, Flax with the text kernels in Flax's own layout (before) | {before_s * 1e3:.0f} ms "
-        f"| – | – | {before_s / torch_s:.2f} | – |",
         flush=True,
     )
     for count in sorted({1, 16, len(images)}):
