@@ -13,7 +13,7 @@ from koclip import DEFAULT_TEMPLATE
 from koclip.api import MAX_TEXT_CHARS
 from koclip.data import scenes
 
-MAX_LABELS = 20
+PAGE_LABELS = 20  # labels the page takes: bars a visitor can read (the library takes up to api.MAX_LABELS)
 # Templates without particles, so they read correctly whether or not a label ends in a consonant.
 ENSEMBLE = (DEFAULT_TEMPLATE, "{} 사진", "{}의 사진이다.", "{}의 그림", "사진 속의 {}")
 PHOTO_LABELS = {
@@ -55,7 +55,7 @@ with left:
         st.image(image, width="stretch")
 with right:
     inputs.follow_example("i2t_labels", examples, example)
-    labels_label = f"Labels (1 to {MAX_LABELS}, one per line or comma-separated)"
+    labels_label = f"Labels (1 to {PAGE_LABELS}, one per line or comma-separated)"
     labels = parse_labels(st.text_area(labels_label, key="i2t_labels", height=160, max_chars=MAX_TEXT_CHARS))
     use_template = st.toggle(f"Put each label in the template “{DEFAULT_TEMPLATE}”", value=True, key="i2t_template")
     if not use_template:
@@ -68,8 +68,8 @@ with right:
     if not labels:
         st.error("No labels: enter at least one, one per line or separated by commas.")
         st.stop()
-    if len(labels) > MAX_LABELS:
-        st.error(f"{len(labels)} labels given; the limit is {MAX_LABELS}.")
+    if len(labels) > PAGE_LABELS:
+        st.error(f"{len(labels)} labels given; the limit is {PAGE_LABELS}.")
         st.stop()
 
     # A label made only of words the vocabulary lacks embeds as [UNK]: its score would mean nothing.

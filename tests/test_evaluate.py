@@ -77,10 +77,10 @@ def test_relevance_agrees_with_checking_every_scene(crowd):
 def test_near_misses_differ_in_one_attribute_and_name_nothing_in_the_scene():
     objects = [{"shape": "원", "color": "빨간"}, {"shape": "별", "color": "파란"}]
     misses = evaluate.near_misses(objects[0], objects)
-    assert ("별", "빨간") in misses and ("원", "파란") in misses  # words from the scene, wrongly bound
-    assert ("원", "빨간") not in misses and ("별", "파란") not in misses
+    assert ("빨간", "별") in misses and ("파란", "원") in misses  # words from the scene, wrongly bound
+    assert ("빨간", "원") not in misses and ("파란", "별") not in misses
     assert len(misses) == len(scenes.SHAPES) - 1 + len(scenes.COLORS) - 1
-    assert all((s == "원") != (c == "빨간") for s, c in misses)
+    assert all((s == "원") != (c == "빨간") for c, s in misses)
 
 
 def test_every_mosaic_cell_but_one_holds_the_words_of_the_query_on_different_objects(crowd):

@@ -101,7 +101,7 @@ def refuse_unused(args: argparse.Namespace, defaults: Mapping[str, Any], needs: 
         )
 
 
-def check_model(name: str) -> None:
+def check_model_argument(name: str) -> None:
     """Refuse a model argument that could not load: neither a registered name, a Hub id (owner/name)
     nor a folder; a folder without config.json; a Hub model missing from the cache that cannot be
     downloaded. A Hub model missing from the cache is downloaded here, as loading it would be."""

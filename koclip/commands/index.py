@@ -10,7 +10,7 @@ from koclip import units
 from koclip.commands import (
     check_dataset,
     check_folder,
-    check_model,
+    check_model_argument,
     float_above,
     int_at_least,
     refuse_unused,
@@ -155,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--out {args.out} is a file; give a folder for the gallery")
     if (args.out / MANIFEST).is_file() and not args.overwrite:
         raise occupied(f"--out {args.out}")
-    check_model(args.model)
+    check_model_argument(args.model)
 
     from koclip.search import indexing, sources
 

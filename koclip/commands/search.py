@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from koclip.commands import check_file, check_model, check_query, int_at_least, terminal_safe
+from koclip.commands import check_file, check_model_argument, check_query, int_at_least, terminal_safe
 from koclip.errors import InvalidInputError
 
 DETAILS = """\
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         check_query(args.query)
     collection = gallery.Gallery.open(args.gallery)
     model_name = args.model or gallery.model_reference(collection.manifest)
-    check_model(model_name)
+    check_model_argument(model_name)
 
     from koclip.api import load
 

@@ -26,6 +26,7 @@ SHAPES = ("원", "사각형", "삼각형", "별", "하트")
 COLORS = ("빨간", "파란", "초록", "노란", "보라", "주황", "검은", "흰")
 SIZES = ("큰", "작은")
 POSITIONS = ("왼쪽", "오른쪽", "위", "아래", "가운데")
+PAIRS = tuple((color, shape) for color in COLORS for shape in SHAPES)  # every (colour, shape) an object may be
 ENGLISH: dict[str, str] = dict(
     zip(
         SHAPES + COLORS + SIZES + POSITIONS,

@@ -358,7 +358,7 @@ class Gallery:
         return f"Gallery({str(self.path)!r}, model={self.model!r}, count={len(self)}, index={self.manifest['index']!r})"
 
 
-def check_model(model: KoCLIP, gallery: Gallery) -> None:
+def check_made_with(model: KoCLIP, gallery: Gallery) -> None:
     """Refuse a model other than the gallery's: another name, or the same name with other weights."""
     reindex = f"re-index it with `python -m koclip index ... --model {model.name} --out {gallery.path} --overwrite`"
     if gallery.model != model.name:
@@ -380,13 +380,13 @@ def search(model: KoCLIP, gallery: Gallery, query: str, k: int = 10) -> list[Hit
         raise InvalidInputError(f"the query must be text, not {type(query).__name__}")
     if not query.strip():
         raise InvalidInputError("empty query: enter some text to search for")
-    check_model(model, gallery)
+    check_made_with(model, gallery)
     return gallery.search_vectors(model.encode_text([query])[0], k)
 
 
 def search_image(model: KoCLIP, gallery: Gallery, image, k: int = 10) -> list[Hit]:
     """The k gallery images most like `image` (anything `koclip.open_image` takes)."""
-    check_model(model, gallery)
+    check_made_with(model, gallery)
     return gallery.search_vectors(model.encode_image([image])[0], k)
 
 

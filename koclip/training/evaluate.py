@@ -23,19 +23,19 @@ from koclip.patches import grid_boxes
 from koclip.registry import DEFAULT_TEMPLATE
 
 COLOR_LABEL = "{} 것"  # "빨간 것": a bare adjective needs a noun to read as Korean
-PAIRS = tuple((shape, color) for color in scenes.COLORS for shape in scenes.SHAPES)
 KS = (1, 5, 10)
 PRECISION_KINDS = ("color_shape", "size_color_shape", "position_color_shape")
 CROWDED_SCALE = 4  # the crowded gallery holds this many times as many scenes as the plain one
 
 
-def pair_label(shape: str, color: str) -> str:
+def pair_label(color: str, shape: str) -> str:
     """The colour+shape phrase that names an object, as captions do: "빨간 원"."""
     return f"{color} {shape}"
 
 
 def object_label(obj: dict[str, Any]) -> str:
-    return pair_label(obj["shape"], obj["color"])
+    """The colour+shape phrase that names `obj` (a scene's object dict)."""
+    return pair_label(obj["color"], obj["shape"])
 
 
 # ---------------------------------------------------------------- retrieval
@@ -147,26 +147,26 @@ ZERO_SHOT_CHANCE = {
 
 
 def near_misses(obj: dict[str, Any], objects: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The (shape, colour) pairs one attribute away from `obj`'s that no object in `objects` has.
+    """The (colour, shape) pairs one attribute away from `obj`'s that no object in `objects` has.
 
     For a red circle beside a blue star: 빨간 사각형, 빨간 별, ... and 파란 원, 초록 원, ...; 빨간 별
     and 파란 원 are made of words that do describe something in the scene.
     """
-    held = {(o["shape"], o["color"]) for o in objects}
-    shape, color = obj["shape"], obj["color"]
-    return [(s, c) for s, c in PAIRS if (s == shape) != (c == color) and (s, c) not in held]
+    held = {(o["color"], o["shape"]) for o in objects}
+    color, shape = obj["color"], obj["shape"]
+    return [(c, s) for c, s in scenes.PAIRS if (s == shape) != (c == color) and (c, s) not in held]
 
 
 def near_miss_items(crowd: Sequence[scenes.Scene]) -> list[tuple[int, int, list[int]]]:
     """(scene, true pair, candidate pairs) for every object of every scene with several objects;
-    pairs are indices into PAIRS, candidates in PAIRS order (the first wins a tie)."""
+    pairs are indices into scenes.PAIRS, candidates in its order (the first wins a tie)."""
     items = []
     for i, s in enumerate(crowd):
         if len(s.objects) < 2:
             continue
         for obj in s.objects:
-            truth = PAIRS.index((obj["shape"], obj["color"]))
-            candidates = sorted([truth] + [PAIRS.index(p) for p in near_misses(obj, s.objects)])
+            truth = scenes.PAIRS.index((obj["color"], obj["shape"]))
+            candidates = sorted([truth] + [scenes.PAIRS.index(p) for p in near_misses(obj, s.objects)])
             items.append((i, truth, candidates))
     return items
 
@@ -177,7 +177,7 @@ def near_miss_accuracy(model: KoCLIP, crowd: Sequence[scenes.Scene], template=DE
     A model that knows colours and shapes but not which goes with which falls for the near misses
     made of words that describe other objects in the scene.
     """
-    labels = model.label_embeddings([pair_label(s, c) for s, c in PAIRS], template)
+    labels = model.label_embeddings([pair_label(*pair) for pair in scenes.PAIRS], template)
     scores = model.encode_image([s.image for s in crowd]) @ labels.T
     return float(np.mean([c[int(np.argmax(scores[i, c]))] == t for i, t, c in near_miss_items(crowd)]))
 
@@ -197,18 +197,18 @@ def object_queries(kind: str = "color_shape") -> list[tuple[str, scenes.ObjectSp
     size or in another place.
     """
     if kind == "color_shape":
-        return [(pair_label(s, c), scenes.ObjectSpec(shape=s, color=c)) for s, c in PAIRS]
+        return [(pair_label(c, s), scenes.ObjectSpec(shape=s, color=c)) for c, s in scenes.PAIRS]
     if kind == "size_color_shape":
         return [
-            (f"{z} {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, size=z))
+            (f"{z} {pair_label(c, s)}", scenes.ObjectSpec(shape=s, color=c, size=z))
             for z in scenes.SIZES
-            for s, c in PAIRS
+            for c, s in scenes.PAIRS
         ]
     if kind == "position_color_shape":
         return [
-            (f"{p}에 있는 {pair_label(s, c)}", scenes.ObjectSpec(shape=s, color=c, position=p))
+            (f"{p}에 있는 {pair_label(c, s)}", scenes.ObjectSpec(shape=s, color=c, position=p))
             for p in scenes.POSITIONS
-            for s, c in PAIRS
+            for c, s in scenes.PAIRS
         ]
     raise ValueError(f"unknown kind of query: {kind!r}")
 

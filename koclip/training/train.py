@@ -58,7 +58,7 @@ MAX_LOGIT_SCALE = math.log(100.0)
 
 
 # Every (colour, shape) pair, and the sharpness and threshold of its presence read along its direction.
-LABEL_PAIRS = {pair: i for i, pair in enumerate((c, s) for c in scenes.COLORS for s in scenes.SHAPES)}
+LABEL_PAIRS = {pair: i for i, pair in enumerate(scenes.PAIRS)}
 LABEL_SHARPNESS, LABEL_THRESHOLD = 20.0, 0.3
 
 
