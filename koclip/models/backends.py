@@ -56,11 +56,19 @@ class Backend(Protocol):
     compiles: bool  # whether each new input shape waits for a compile (KoCLIP.warm_up does them ahead)
     logit_scale: float
 
-    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Must return the L2-normalised float32 (batch, projection_dim) embeddings of (batch, length) integer token
+        ids and their 0/1 attention mask."""
+        ...
 
-    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray: ...
+    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """Must return the L2-normalised float32 (batch, projection_dim) embeddings of float32 NHWC pixels, (batch,
+        size, size, 3), as the model's image transform makes them."""
+        ...
 
-    def flax_params(self) -> dict: ...
+    def flax_params(self) -> dict:
+        """Must return the weights as a Flax parameter tree of NumPy arrays, the layout `checkpoint.save` writes."""
+        ...
 
 
 class FlaxBackend:
@@ -102,17 +110,21 @@ class FlaxBackend:
 
     @params.setter
     def params(self, params: dict) -> None:
+        """Hold `params`, a Flax parameter tree, as JAX arrays with the text tower's Dense kernels transposed."""
         self._stored = jax.tree_util.tree_map(
             jnp.asarray, _dense_kernels_transposed(jax.tree_util.tree_map(np.asarray, params))
         )
 
     def flax_params(self) -> dict:
+        """The weights in Flax's layout (`params`)."""
         return self.params
 
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """`Backend.encode_text`, jitted: the first call with a new (batch, length) shape waits for a compile."""
         return np.asarray(self._text(self._stored, input_ids, attention_mask), dtype=np.float32)
 
     def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """`Backend.encode_image`, jitted: the first call with a new batch shape waits for a compile."""
         return np.asarray(self._image(self._stored, pixels_nhwc), dtype=np.float32)
 
 
@@ -127,6 +139,10 @@ def _dense_kernels_transposed(tree: dict) -> dict:
 
 
 class TorchBackend:
+    """The PyTorch twin (`TorchDualEncoder`) holding a checkpoint's weights from `state`, a PyTorch state dict of
+    arrays, run in `precision` (float32 or bfloat16). KoCLIPError when PyTorch or transformers is missing or barred
+    by USE_TORCH=0, or when `state` lacks a weight."""
+
     name = "torch"
     compiles = False
 
@@ -166,10 +182,12 @@ class TorchBackend:
         self.model.to(self.dtype)
 
     def flax_params(self) -> dict:
+        """The model's weights as a Flax parameter tree of float32 NumPy arrays."""
         state = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
         return convert.torch_to_flax(state, param_shapes(self.model.config))
 
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """`Backend.encode_text` on the PyTorch twin; the output is renormalised in float32."""
         with self.torch.inference_mode():
             out = self.model.encode_text(
                 self.torch.from_numpy(input_ids.astype(np.int64)),
@@ -178,6 +196,8 @@ class TorchBackend:
         return self._unit(out)
 
     def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """`Backend.encode_image` on the PyTorch twin (the pixels turned NCHW and cast to its precision); the output
+        is renormalised in float32."""
         pixels = self.torch.from_numpy(np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2)))
         with self.torch.inference_mode():
             out = self.model.encode_image(pixels.to(self.dtype))
@@ -198,6 +218,7 @@ def _writable_float32(array) -> np.ndarray:
 
 
 def weight_count(tree) -> int:
+    """The number of scalars in the leaves of `tree` (a parameter tree or a state dict)."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
