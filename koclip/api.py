@@ -63,8 +63,8 @@ def text_list(values, what: str) -> list[str]:
 def readable(text: str) -> str:
     """The part of `text` a model reads: its first MAX_TEXT_CHARS characters. The largest model reads
     512 tokens, each a word or a piece of one, which ordinary text fits in a few thousand characters,
-    so the cut changes no embedding of such a text; it bounds the work of a longer one (a million
-    characters cost the tokenizer seconds and hundreds of megabytes). A longer text is cut, not
+    so the cut changes no embedding of such a text; it bounds the work of a longer one (a text of a
+    million characters costs the tokenizer much time and memory). A longer text is cut, not
     refused, as a text of more tokens than the model reads is."""
     return text[:MAX_TEXT_CHARS]
 
@@ -359,8 +359,8 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
     "auto": the PyTorch twin for full-size models where PyTorch and transformers are installed
     (requirements-torch.txt), which compiles nothing per input shape, and Flax otherwise.
     `precision`: "float32", or "bfloat16" (PyTorch only), which halves the weights' memory and is
-    faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.9999
-    on koclip-base's shapes (0.99 at the least, which the tests hold it to).
+    faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.99 at
+    the least, which the tests hold it to.
     """
     backends.check(backend, precision)
     resolved = hub.resolve(name_or_path)

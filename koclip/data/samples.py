@@ -58,7 +58,7 @@ class SamplePhoto:
 
 
 def _package_dir(package: str) -> Path | None:
-    # find_spec locates a package without importing it (scikit-learn's import takes seconds).
+    # find_spec locates a package without importing it (scikit-learn's import is slow).
     spec = importlib.util.find_spec(package)
     return Path(spec.origin).parent if spec and spec.origin else None
 

@@ -21,8 +21,8 @@ from koclip.models.dual_encoder import DualEncoder, param_shapes
 
 BACKENDS = ("auto", "flax", "torch")
 PRECISIONS = ("float32", "bfloat16")
-# Below this many weights a model runs any query in milliseconds, while XLA's optimising passes double
-# the time of each compile; such models are compiled at the lowest optimisation level instead.
+# Below this many weights a model's queries are quick, while XLA's optimising passes make each compile
+# much longer; such models are compiled at the lowest optimisation level instead.
 SMALL_MODEL = 10_000_000
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TEXT_PARAMS = ("text_model", "text_projection")  # the text tower's top-level parameters
@@ -75,7 +75,7 @@ class FlaxBackend:
     """Jitted Flax towers. The text tower's Dense kernels are held as (outputs, inputs), PyTorch's
     layout, and turned back inside the compiled program, where XLA folds the transpose into the
     product. A short text query reads every weight once and waits on memory; read as contiguous rows,
-    the weights make it ~1.4x faster on CPU than in Flax's (inputs, outputs) layout. Image batches,
+    the weights make it faster on CPU than in Flax's (inputs, outputs) layout. Image batches,
     which reuse each weight across thousands of rows, gain nothing, and keep Flax's layout
     (benchmarks/encode.py)."""
 
@@ -168,7 +168,9 @@ class TorchBackend:
         from koclip.models.torch_twin import TorchDualEncoder
 
         self.torch = torch
-        with no_init_weights():  # every weight comes from `state` (a missing one is refused below): 4 s saved
+        # Every weight comes from `state` (a missing one is refused below): initialising them first would
+        # be wasted work, and slow for a full-size model.
+        with no_init_weights():
             self.model = TorchDualEncoder(config).eval()
         tensors = {k: torch.from_numpy(_writable_float32(v)) for k, v in state.items()}
         result = self.model.load_state_dict(tensors, strict=False)
@@ -244,8 +246,8 @@ def check(backend: str, precision: str = "float32") -> None:
 
 def resolve(backend: str, weights: int, precision: str = "float32") -> str:
     """The backend to run, "flax" or "torch": "auto" is the PyTorch twin for full-size models (it
-    compiles nothing per input shape, and on CPU it encodes image batches up to 1.2x faster than
-    XLA, though short texts slower: benchmarks/encode.py) and for bfloat16, where PyTorch and
+    compiles nothing per input shape, and on CPU it encodes image batches faster than XLA, though
+    short texts slower: benchmarks/encode.py measures both) and for bfloat16, where PyTorch and
     transformers can run; else Flax, which small models keep (PyTorch's import costs more than all
     their queries)."""
     check(backend, precision)
@@ -275,8 +277,8 @@ def _state_for_torch(ckpt: Checkpoint) -> dict[str, np.ndarray]:
 
 def create(backend: str, ckpt: Checkpoint, precision: str = "float32") -> FlaxBackend | TorchBackend:
     """The backend for `ckpt`. precision="bfloat16" (PyTorch only) halves the weights' memory and, on
-    CPUs with bfloat16 units (AVX512-BF16, AMX), speeds both towers up; embeddings agree with float32
-    to a cosine of 0.9999 on koclip-base's shapes (benchmarks/encode.py measures both)."""
+    CPUs with bfloat16 units (AVX512-BF16, AMX), speeds both towers up; its embeddings stay close to
+    float32's (benchmarks/encode.py measures both)."""
     backend = resolve(
         backend, weight_count(ckpt.flax_params if ckpt.flax_params is not None else ckpt.torch_state), precision
     )
