@@ -63,8 +63,8 @@ def text_list(values, what: str) -> list[str]:
 def readable(text: str) -> str:
     """The part of `text` a model reads: its first MAX_TEXT_CHARS characters. The largest model reads
     512 tokens, each a word or a piece of one, which ordinary text fits in a few thousand characters,
-    so the cut changes no embedding of such a text; it bounds the work of a longer one (a million
-    characters cost the tokenizer seconds and hundreds of megabytes). A longer text is cut, not
+    so the cut changes no embedding of such a text; it bounds the work of a longer one (a text of a
+    million characters costs the tokenizer much time and memory). A longer text is cut, not
     refused, as a text of more tokens than the model reads is."""
     return text[:MAX_TEXT_CHARS]
 
@@ -112,6 +112,10 @@ def check_template(template) -> str:
 
 
 class KoCLIP:
+    """A loaded model, made by `load` or `random_model`: its config, the backend that runs it (Flax or the PyTorch
+    twin), its tokenizer and its image transform. Texts and images go in; L2-normalised float32 embeddings come out
+    as NumPy arrays."""
+
     def __init__(
         self,
         name: str,
@@ -147,6 +151,7 @@ class KoCLIP:
 
     @property
     def dim(self) -> int:
+        """The width of the embeddings (the config's projection_dim)."""
         return self.config.projection_dim
 
     @property
@@ -156,6 +161,7 @@ class KoCLIP:
 
     @property
     def max_text_length(self) -> int:
+        """The most tokens of a text the model reads, special tokens included; a longer text is cut."""
         return self.text_processor.max_length
 
     def is_truncated(self, text: str) -> bool:
@@ -180,6 +186,8 @@ class KoCLIP:
         return bool(set(readable(text).split()) - unknown)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings of `texts`, (len(texts), dim); one string counts as one text, and each is
+        cut to what the model reads. InvalidInputError if any of them is not text."""
         texts = [readable(text) for text in text_list(texts, "texts")]
         if not texts:
             return np.zeros((0, self.dim), np.float32)
@@ -232,6 +240,8 @@ class KoCLIP:
         return self.image_transform([open_image(im) for im in images])
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 embeddings, (N, dim), of (N, H, W, 3) float32 pixels made by `preprocess`, run in
+        batches."""
         out = []
         for part in batches(len(pixels)):
             chunk = pixels[part]
@@ -240,6 +250,8 @@ class KoCLIP:
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def encode_image(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """L2-normalised float32 embeddings, (len(images), dim), of images: PIL images, paths, bytes or binary files
+        (whatever `open_image` takes; it raises InvalidImageError for one it cannot read)."""
         images = list(images)
         if not images:
             return np.zeros((0, self.dim), np.float32)
@@ -292,6 +304,8 @@ class KoCLIP:
         return [(names[i], float(probs[i])) for i in order]
 
     def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model to `directory` in koclip's checkpoint format (config.json, Flax weights, tokenizer, image
+        transform), which `load` reads back; returns the folder."""
         return checkpoint.save(
             directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_transform
         )
@@ -345,8 +359,8 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
     "auto": the PyTorch twin for full-size models where PyTorch and transformers are installed
     (requirements-torch.txt), which compiles nothing per input shape, and Flax otherwise.
     `precision`: "float32", or "bfloat16" (PyTorch only), which halves the weights' memory and is
-    faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.9999
-    on koclip-base's shapes (0.99 at the least, which the tests hold it to).
+    faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.99 at
+    the least, which the tests hold it to.
     """
     backends.check(backend, precision)
     resolved = hub.resolve(name_or_path)

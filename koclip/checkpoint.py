@@ -29,6 +29,9 @@ FLAX_WEIGHTS = "flax_model.msgpack"
 
 @dataclasses.dataclass
 class Checkpoint:
+    """A checkpoint folder read into memory: its config, its format (config.json's model_type) and its weights,
+    either as a Flax parameter tree or as a PyTorch state dict of NumPy arrays."""
+
     directory: Path
     config: KoCLIPConfig
     format: str
@@ -78,6 +81,8 @@ def _torch_weight_files(directory: Path) -> list[Path]:
 
 
 def read(directory: Path) -> Checkpoint:
+    """The checkpoint in `directory`: its config.json and its Flax or PyTorch weights. ModelUnavailableError when
+    either is missing; KoCLIPError when one cannot be read."""
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise ModelUnavailableError(f"{directory} has no config.json, so it is not a checkpoint folder")

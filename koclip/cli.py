@@ -25,6 +25,8 @@ COMMANDS = {
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `python -m koclip` parser, one subcommand per COMMANDS entry. Only `command`'s options are added, so that
+    the other commands' modules are not imported."""
     parser = argparse.ArgumentParser(
         prog="python -m koclip",
         description="KoCLIP: Korean image-text dual encoders. Run a command with --help for its options.",

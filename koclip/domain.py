@@ -6,12 +6,11 @@ confidently ranked, means nothing. A scene's pixels are almost all within a smal
 palette (its backgrounds allowed their gradient's brightness shift); a photo's mostly are not.
 
 `scene_likeness` is the share of such pixels; below THRESHOLD an image is called unlike the scenes.
-Measured (tests/test_domain.py) on 1,000 held-out scenes and 50 boards against the 23 photos that
-ship with scikit-image, scikit-learn and matplotlib: no scene or board flagged, as PNG or enlarged
-8×; 21 of the 23 photos flagged (a deep-field sky and a micrograph of cells, mostly flat dark or
-light, pass as scenes). JPEG's colour subsampling smears a 64-pixel scene: saved at quality 90,
-about 3% of scenes are flagged; at quality 75, about 13%. Models trained on photos (the published
-ones) get no such check.
+tests/test_domain.py holds it to its rates on held-out scenes and boards (none flagged) and on the
+photos that ship with scikit-image, scikit-learn and matplotlib (nearly all flagged: mostly flat dark
+or light photos, a deep-field sky or a micrograph, pass as scenes); the README gives the figures.
+JPEG's colour subsampling smears a 64-pixel scene, so a few scenes saved as JPEG are flagged. Models
+trained on photos (the published ones) get no such check.
 """
 
 from __future__ import annotations

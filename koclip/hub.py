@@ -41,12 +41,17 @@ TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 
 @dataclasses.dataclass(frozen=True)
 class Resolved:
+    """What `resolve` made of a model name: the name to show, the local checkpoint folder, and the registry entry
+    (None for an unregistered folder or Hub id)."""
+
     name: str
     directory: Path
     info: ModelInfo | None  # None for an unregistered folder or Hub id
 
 
 def offline() -> bool:
+    """Whether the Hugging Face Hub is off limits: HF_HUB_OFFLINE as set now, or as huggingface_hub read it at
+    import."""
     value = os.environ.get("HF_HUB_OFFLINE", "")
     return value.upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
 
@@ -70,6 +75,7 @@ def reachable(timeout: float = 2.0) -> bool:
 
 
 def cache_dir() -> str:
+    """The Hugging Face cache folder: HF_HUB_CACHE as set now, else huggingface_hub's default."""
     # Read at each call, not at import as huggingface_hub does, so HF_HUB_CACHE set later counts.
     return os.environ.get("HF_HUB_CACHE", constants.HF_HUB_CACHE)
 

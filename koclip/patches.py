@@ -15,6 +15,9 @@ MAX_GRID = 8
 
 @dataclasses.dataclass
 class PatchRanking:
+    """How well each cell of a rows x cols grid over an image matches a text: the cells' pixel boxes, their cosine
+    similarities and the softmax of those at the model's logit scale, all row-major. `rank_patches` makes one."""
+
     rows: int
     cols: int
     boxes: list[tuple[int, int, int, int]]  # (x0, y0, x1, y1), row-major
@@ -27,6 +30,7 @@ class PatchRanking:
         return np.argsort(-self.cosine, kind="stable")
 
     def cell(self, index: int) -> tuple[int, int]:
+        """The (row, column) of cell `index` in row-major order."""
         return divmod(int(index), self.cols)
 
     def softmax(self, temperature: float) -> np.ndarray:
@@ -38,6 +42,9 @@ class PatchRanking:
 
 
 def grid_boxes(width: int, height: int, rows: int, cols: int) -> list[tuple[int, int, int, int]]:
+    """The (x0, y0, x1, y1) pixel boxes of a rows x cols grid over a width x height image, row-major.
+    InvalidInputError if rows or cols is not a whole number from 1 to MAX_GRID, or a cell would be under MIN_SIDE
+    pixels a side."""
     if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_GRID for n in (rows, cols)):
         raise InvalidInputError(f"rows and columns must be whole numbers between 1 and {MAX_GRID}")
     if width // cols < MIN_SIDE or height // rows < MIN_SIDE:

@@ -27,6 +27,7 @@ def bucket(n: int, buckets: Sequence[int]) -> int:
 
 
 def batches(n: int, max_batch: int = BATCH_BUCKETS[-1]) -> Iterator[slice]:
+    """Slices that cover range(n) in order, each at most `max_batch` long."""
     for start in range(0, n, max_batch):
         yield slice(start, min(start + max_batch, n))
 
@@ -58,9 +59,11 @@ class TextProcessor:
         self.buckets = tuple(b for b in LENGTH_BUCKETS if b < max_length) + (max_length,)
 
     def token_count(self, text: str) -> int:
+        """How many tokens `text` encodes to, special tokens included, before any cut."""
         return len(self.tokenizer.encode([text])[0])
 
     def is_truncated(self, text: str) -> bool:
+        """Whether `text` has more tokens than the model reads (`max_length`)."""
         return self.token_count(text) > self.max_length
 
     def unknown_words(self, text: str) -> list[str]:

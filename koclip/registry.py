@@ -18,6 +18,9 @@ DEFAULT_TEMPLATE = "이것은 {} 이다."
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
+    """A registered model: its short name, a description, where its weights are (a Hub repo or a folder shipped with
+    koclip), its tokenizer, and what it can be asked about. MODELS holds one per name."""
+
     name: str
     description: str
     repo_id: str | None = None  # on the Hugging Face Hub
@@ -35,6 +38,7 @@ class ModelInfo:
 
     @property
     def path(self) -> Path | None:
+        """The shipped checkpoint folder under koclip/assets, or None for a model on the Hub."""
         return BUNDLED_DIR / self.bundled if self.bundled else None
 
 

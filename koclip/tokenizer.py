@@ -89,6 +89,8 @@ class Tokenizer:
         return list(zip(encoding.ids, encoding.offsets))
 
     def tokenize(self, text: str) -> list[str]:
+        """The tokens of `text` as strings, without special tokens; InvalidInputError when `text` is not valid
+        Unicode."""
         return self.rust.encode(check_unicode(text), add_special_tokens=False).tokens
 
     def save(self, directory: str | Path) -> None:
@@ -188,6 +190,8 @@ def load(directory: str | Path) -> Tokenizer:
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 1000) -> Tokenizer:
+    """A WordPiece tokenizer of at most `vocab_size` tokens learned from `texts`, with BERT's normalisation and
+    special tokens; the same texts always give the same ids."""
     tok = RustTokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -28,6 +28,10 @@ FILE = "preprocessor_config.json"
 
 @dataclasses.dataclass(frozen=True)
 class ImageTransform:
+    """A checkpoint's image preprocessing, as its preprocessor_config.json states it: resize, optional centre crop,
+    rescale and normalise, computed as transformers' CLIP or ViT image processor does. Called with PIL images, it
+    returns a float32 NHWC batch."""
+
     processor: str  # the transformers class that computes the same: CLIP_PROCESSOR or VIT_PROCESSOR
     size: tuple[str, int] | tuple[int, int]  # ("shortest_edge", n) or (height, width)
     crop: tuple[int, int] | None  # (height, width), or None for no crop
@@ -40,10 +44,13 @@ class ImageTransform:
 
     @classmethod
     def clip(cls, size: int) -> ImageTransform:
+        """CLIP's transform: the shortest edge resized to `size` (bicubic), a size x size centre crop, CLIP's mean
+        and std."""
         return cls(CLIP_PROCESSOR, ("shortest_edge", size), (size, size), Image.Resampling.BICUBIC, CLIP_MEAN, CLIP_STD)
 
     @classmethod
     def vit(cls, size: int) -> ImageTransform:
+        """ViT's transform: resized to size x size (bilinear), no crop, mean and std 0.5."""
         return cls(VIT_PROCESSOR, (size, size), None, Image.Resampling.BILINEAR, HALF, HALF)
 
     def _output_size(self, width: int, height: int) -> tuple[int, int]:
@@ -73,6 +80,7 @@ class ImageTransform:
         return np.stack([self.one(image) for image in images])
 
     def to_dict(self) -> dict[str, Any]:
+        """The transform as preprocessor_config.json's fields, which `from_dict` reads back."""
         size = (
             {"shortest_edge": self.size[1]}
             if self.size[0] == "shortest_edge"
@@ -99,6 +107,7 @@ class ImageTransform:
         return d
 
     def save(self, directory: Path) -> None:
+        """Write the transform to `directory`/preprocessor_config.json."""
         (Path(directory) / FILE).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
 
     @classmethod
@@ -140,6 +149,8 @@ class ImageTransform:
 
     @classmethod
     def read(cls, path: Path) -> ImageTransform:
+        """The transform in the JSON file `path`; KoCLIPError naming the file when it is unreadable or states a
+        transform koclip does not run."""
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (

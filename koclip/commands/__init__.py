@@ -62,17 +62,20 @@ def float_at_least(low: float) -> Callable[[str], float]:
 
 
 def check_query(query: str) -> None:
+    """InvalidInputError unless `query` holds some text other than spaces."""
     if not query.strip():
         raise InvalidInputError('empty query: give some text to search for, for example "빨간 원"')
 
 
 def check_file(path: Path, option: str) -> None:
+    """InvalidInputError, naming the `option` given, unless `path` is an existing file."""
     if not path.is_file():
         state = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise InvalidInputError(f"{option} {path}: {state}; give the path of an existing file")
 
 
 def check_folder(path: Path, what: str) -> None:
+    """InvalidInputError, naming `what` was given, unless `path` is an existing folder."""
     if not path.is_dir():
         state = "is a file, not a folder" if path.exists() else "does not exist"
         raise InvalidInputError(f"{what} {path}: {state}; give the path of an existing folder")

@@ -8,11 +8,13 @@ from koclip import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip download`."""
     names = ", ".join(registry.MODELS)
     parser.add_argument("name", help=f"a model name ({names}) or a Hub id (owner/name)")
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip download`; returns the exit status."""
     from koclip import hub
 
     for path in hub.download(args.name):

@@ -7,6 +7,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip eval`."""
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--model", default="koclip-mini", help="model name, Hub id or folder")
     parser.add_argument("--backend", default="flax", choices=("flax", "torch"))
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip eval`; returns the exit status."""
     import koclip
     from koclip.training import evaluate
 

@@ -56,6 +56,7 @@ examples:
 
 
 def budget(text: str) -> int:
+    """A --memory-budget size such as 512M or 4G, in bytes; argparse's error for text that is not a size."""
     try:
         return units.parse_size(text)
     except KoCLIPError as exc:
@@ -63,6 +64,7 @@ def budget(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip index`."""
     positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
@@ -140,6 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip index`; returns the exit status."""
     scenes = args.source == "scenes" and not args.dataset
     if not args.dataset:
         refuse_unused(args, DATASET_OPTIONS, "--dataset")

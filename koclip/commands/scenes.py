@@ -42,6 +42,7 @@ example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip scenes`."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
     parser.add_argument(
@@ -74,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip scenes`; returns the exit status."""
     if not args.composite:
         refuse_unused(args, COMPOSITE_OPTIONS, "--composite")
     from tqdm import tqdm

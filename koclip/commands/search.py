@@ -31,6 +31,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip search`."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
     parser.add_argument("query", metavar="QUERY", nargs="?", help="what to look for, in Korean")
@@ -88,6 +89,7 @@ def check_words(model, query: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip search`; returns the exit status."""
     from koclip.search import gallery
 
     if (args.query is None) == (args.image is None):

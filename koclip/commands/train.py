@@ -65,6 +65,7 @@ def config_fields() -> dict[str, tuple[str, Any]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `python -m koclip train`, one per TrainConfig field."""
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.epilog = (
         "The shipped koclip-mini was trained with the defaults; to reproduce it beside the shipped one: "
@@ -88,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs `python -m koclip train`; returns the exit status."""
     defaults = {name: default for name, (_, default) in config_fields().items()}
     if args.data == "scenes":
         refuse_unused(args, {name: defaults[name] for name in DATASET_OPTIONS}, "--data DATASET")

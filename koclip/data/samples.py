@@ -44,17 +44,21 @@ _CATALOGUE = (
 
 @dataclass(frozen=True)
 class SamplePhoto:
+    """A photo that ships with an installed package (scikit-image, scikit-learn or matplotlib): the package, the
+    file's path and a Korean caption for it."""
+
     package: str
     path: Path
     caption: str
 
     @property
     def name(self) -> str:
+        """`package/file name`: the photo's key as an indexing source."""
         return f"{self.package}/{self.path.name}"
 
 
 def _package_dir(package: str) -> Path | None:
-    # find_spec locates a package without importing it (scikit-learn's import takes seconds).
+    # find_spec locates a package without importing it (scikit-learn's import is slow).
     spec = importlib.util.find_spec(package)
     return Path(spec.origin).parent if spec and spec.origin else None
 
@@ -75,11 +79,14 @@ class SampleSource:
     """The sample photos as an indexing source (see `koclip.search.sources.Source`)."""
 
     def describe(self) -> dict[str, Any]:
+        """`{"kind": "samples"}`: the photos present are fixed by the installed packages."""
         return {"kind": "samples"}
 
     def keys(self) -> list[str]:
+        """The present photos' names (`SamplePhoto.name`), in catalogue order."""
         return [photo.name for photo in sample_photos()]
 
     def read(self, key: str) -> tuple[ImageInput, dict[str, Any]]:
+        """The photo named `key`: its path, and its caption as metadata."""
         photo = next(p for p in sample_photos() if p.name == key)
         return photo.path, {"caption": photo.caption}

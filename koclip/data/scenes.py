@@ -122,6 +122,9 @@ _SPEC_KEYS = ("shape", "color", "size", "position")
 
 @dataclass
 class Scene:
+    """One generated scene: the PIL image, its objects (dicts with their shape, colour and place), Korean captions
+    with the query each claims, and an English caption."""
+
     image: Image.Image
     objects: list[dict[str, Any]]
     captions_ko: list[str]

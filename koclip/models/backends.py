@@ -21,8 +21,8 @@ from koclip.models.dual_encoder import DualEncoder, param_shapes
 
 BACKENDS = ("auto", "flax", "torch")
 PRECISIONS = ("float32", "bfloat16")
-# Below this many weights a model runs any query in milliseconds, while XLA's optimising passes double
-# the time of each compile; such models are compiled at the lowest optimisation level instead.
+# Below this many weights a model's queries are quick, while XLA's optimising passes make each compile
+# much longer; such models are compiled at the lowest optimisation level instead.
 SMALL_MODEL = 10_000_000
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TEXT_PARAMS = ("text_model", "text_projection")  # the text tower's top-level parameters
@@ -56,18 +56,26 @@ class Backend(Protocol):
     compiles: bool  # whether each new input shape waits for a compile (KoCLIP.warm_up does them ahead)
     logit_scale: float
 
-    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+    def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Must return the L2-normalised float32 (batch, projection_dim) embeddings of (batch, length) integer token
+        ids and their 0/1 attention mask."""
+        ...
 
-    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray: ...
+    def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """Must return the L2-normalised float32 (batch, projection_dim) embeddings of float32 NHWC pixels, (batch,
+        size, size, 3), as the model's image transform makes them."""
+        ...
 
-    def flax_params(self) -> dict: ...
+    def flax_params(self) -> dict:
+        """Must return the weights as a Flax parameter tree of NumPy arrays, the layout `checkpoint.save` writes."""
+        ...
 
 
 class FlaxBackend:
     """Jitted Flax towers. The text tower's Dense kernels are held as (outputs, inputs), PyTorch's
     layout, and turned back inside the compiled program, where XLA folds the transpose into the
     product. A short text query reads every weight once and waits on memory; read as contiguous rows,
-    the weights make it ~1.4x faster on CPU than in Flax's (inputs, outputs) layout. Image batches,
+    the weights make it faster on CPU than in Flax's (inputs, outputs) layout. Image batches,
     which reuse each weight across thousands of rows, gain nothing, and keep Flax's layout
     (benchmarks/encode.py)."""
 
@@ -102,17 +110,21 @@ class FlaxBackend:
 
     @params.setter
     def params(self, params: dict) -> None:
+        """Hold `params`, a Flax parameter tree, as JAX arrays with the text tower's Dense kernels transposed."""
         self._stored = jax.tree_util.tree_map(
             jnp.asarray, _dense_kernels_transposed(jax.tree_util.tree_map(np.asarray, params))
         )
 
     def flax_params(self) -> dict:
+        """The weights in Flax's layout (`params`)."""
         return self.params
 
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """`Backend.encode_text`, jitted: the first call with a new (batch, length) shape waits for a compile."""
         return np.asarray(self._text(self._stored, input_ids, attention_mask), dtype=np.float32)
 
     def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """`Backend.encode_image`, jitted: the first call with a new batch shape waits for a compile."""
         return np.asarray(self._image(self._stored, pixels_nhwc), dtype=np.float32)
 
 
@@ -127,6 +139,10 @@ def _dense_kernels_transposed(tree: dict) -> dict:
 
 
 class TorchBackend:
+    """The PyTorch twin (`TorchDualEncoder`) holding a checkpoint's weights from `state`, a PyTorch state dict of
+    arrays, run in `precision` (float32 or bfloat16). KoCLIPError when PyTorch or transformers is missing or barred
+    by USE_TORCH=0, or when `state` lacks a weight."""
+
     name = "torch"
     compiles = False
 
@@ -152,7 +168,9 @@ class TorchBackend:
         from koclip.models.torch_twin import TorchDualEncoder
 
         self.torch = torch
-        with no_init_weights():  # every weight comes from `state` (a missing one is refused below): 4 s saved
+        # Every weight comes from `state` (a missing one is refused below): initialising them first would
+        # be wasted work, and slow for a full-size model.
+        with no_init_weights():
             self.model = TorchDualEncoder(config).eval()
         tensors = {k: torch.from_numpy(_writable_float32(v)) for k, v in state.items()}
         result = self.model.load_state_dict(tensors, strict=False)
@@ -166,10 +184,12 @@ class TorchBackend:
         self.model.to(self.dtype)
 
     def flax_params(self) -> dict:
+        """The model's weights as a Flax parameter tree of float32 NumPy arrays."""
         state = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
         return convert.torch_to_flax(state, param_shapes(self.model.config))
 
     def encode_text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """`Backend.encode_text` on the PyTorch twin; the output is renormalised in float32."""
         with self.torch.inference_mode():
             out = self.model.encode_text(
                 self.torch.from_numpy(input_ids.astype(np.int64)),
@@ -178,6 +198,8 @@ class TorchBackend:
         return self._unit(out)
 
     def encode_image(self, pixels_nhwc: np.ndarray) -> np.ndarray:
+        """`Backend.encode_image` on the PyTorch twin (the pixels turned NCHW and cast to its precision); the output
+        is renormalised in float32."""
         pixels = self.torch.from_numpy(np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2)))
         with self.torch.inference_mode():
             out = self.model.encode_image(pixels.to(self.dtype))
@@ -198,6 +220,7 @@ def _writable_float32(array) -> np.ndarray:
 
 
 def weight_count(tree) -> int:
+    """The number of scalars in the leaves of `tree` (a parameter tree or a state dict)."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
@@ -223,8 +246,8 @@ def check(backend: str, precision: str = "float32") -> None:
 
 def resolve(backend: str, weights: int, precision: str = "float32") -> str:
     """The backend to run, "flax" or "torch": "auto" is the PyTorch twin for full-size models (it
-    compiles nothing per input shape, and on CPU it encodes image batches up to 1.2x faster than
-    XLA, though short texts slower: benchmarks/encode.py) and for bfloat16, where PyTorch and
+    compiles nothing per input shape, and on CPU it encodes image batches faster than XLA, though
+    short texts slower: benchmarks/encode.py measures both) and for bfloat16, where PyTorch and
     transformers can run; else Flax, which small models keep (PyTorch's import costs more than all
     their queries)."""
     check(backend, precision)
@@ -254,8 +277,8 @@ def _state_for_torch(ckpt: Checkpoint) -> dict[str, np.ndarray]:
 
 def create(backend: str, ckpt: Checkpoint, precision: str = "float32") -> FlaxBackend | TorchBackend:
     """The backend for `ckpt`. precision="bfloat16" (PyTorch only) halves the weights' memory and, on
-    CPUs with bfloat16 units (AVX512-BF16, AMX), speeds both towers up; embeddings agree with float32
-    to a cosine of 0.9999 on koclip-base's shapes (benchmarks/encode.py measures both)."""
+    CPUs with bfloat16 units (AVX512-BF16, AMX), speeds both towers up; its embeddings stay close to
+    float32's (benchmarks/encode.py measures both)."""
     backend = resolve(
         backend, weight_count(ckpt.flax_params if ckpt.flax_params is not None else ckpt.torch_state), precision
     )

@@ -35,10 +35,12 @@ class TowerConfig:
     model_type = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, with model_type: a tower as config.json stores it."""
         return {**dataclasses.asdict(self), "model_type": self.model_type}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
+        """The config from a tower's dict in config.json; keys that are not fields are ignored."""
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
 
@@ -128,6 +130,7 @@ class ConvTowerConfig(TowerConfig):
         self.widths = tuple(self.widths)
 
     def to_dict(self) -> dict[str, Any]:
+        """`TowerConfig.to_dict`, with `widths` as a list for JSON."""
         return {**super().to_dict(), "widths": list(self.widths)}
 
 
@@ -135,6 +138,7 @@ VisionConfig = ClipVisionConfig | VitConfig | ConvTowerConfig
 
 
 def text_config_from_dict(d: dict[str, Any]) -> RobertaConfig:
+    """The text tower's config from config.json's text_config; KoCLIPError unless it is a RoBERTa (or BERT) tower."""
     model_type = d.get("model_type", "roberta")
     if model_type not in ("roberta", "bert"):
         raise KoCLIPError(f"unsupported text tower type {model_type!r}: KoCLIP uses RoBERTa")
@@ -142,6 +146,8 @@ def text_config_from_dict(d: dict[str, Any]) -> RobertaConfig:
 
 
 def vision_config_from_dict(d: dict[str, Any]) -> VisionConfig:
+    """The vision tower's config from config.json's vision_config, by its model_type: CLIP vision (a full CLIP
+    config's nested vision_config included), ViT or koclip's CNN; KoCLIPError for any other type."""
     model_type = d.get("model_type")
     if model_type in CLIP_VISION_TYPES:
         # A full CLIP config nests its vision part; a vision-only config is flat.
@@ -158,6 +164,10 @@ def vision_config_from_dict(d: dict[str, Any]) -> VisionConfig:
 
 @dataclasses.dataclass
 class KoCLIPConfig:
+    """A dual encoder's configuration, as config.json holds it: the text and vision towers' configs, the projection
+    width, the logit scale's initial value, and how text is pooled and its positions numbered. Checkpoint and KoCLIP
+    hold one."""
+
     text_config: RobertaConfig
     vision_config: VisionConfig
     projection_dim: int = 512
@@ -192,6 +202,7 @@ class KoCLIPConfig:
 
     @property
     def vision_type(self) -> str:
+        """Which vision tower the config holds: "clip", "vit" or CONV_TYPE."""
         if isinstance(self.vision_config, ClipVisionConfig):
             return "clip"
         if isinstance(self.vision_config, VitConfig):
@@ -200,16 +211,21 @@ class KoCLIPConfig:
 
     @property
     def image_size(self) -> int:
+        """The side, in pixels, of the square images the vision tower takes."""
         return int(self.vision_config.image_size)
 
     @property
     def max_text_length(self) -> int:
+        """The most tokens a text may have, special tokens included: the position table less the positions padding
+        takes."""
         # RoBERTa's position ids start after padding_idx, so two positions are never used; the same
         # bound holds for positions from zero, which keeps one tokenizer limit for both conventions.
         return int(self.text_config.max_position_embeddings - self.text_config.pad_token_id - 1)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KoCLIPConfig:
+        """The config from config.json's dict; KoCLIPError for a model_type koclip does not read or a tower it does
+        not run."""
         model_type = d.get("model_type")
         if model_type not in KNOWN_FORMATS:
             raise KoCLIPError(f"config.json has model_type {model_type!r}; KoCLIP reads {', '.join(KNOWN_FORMATS)}")

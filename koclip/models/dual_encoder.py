@@ -16,14 +16,20 @@ from koclip.models.towers import text_tower, vision_tower
 
 
 def l2_normalize(x: jnp.ndarray) -> jnp.ndarray:
+    """`x` divided by its L2 norm along the last axis; a norm under 1e-12 counts as 1e-12, so a zero row stays zero."""
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
 class DualEncoder(nn.Module):
+    """The Flax dual encoder: the text and vision towers `config` chooses, each followed by a bias-free projection to
+    projection_dim, and the learned logit_scale, under the published checkpoints' parameter names (text_model,
+    vision_model, text_projection, visual_projection). FlaxBackend and training apply it."""
+
     config: KoCLIPConfig
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
+        """Make the two towers, their projections and the logit_scale parameter."""
         cfg = self.config
         self.text_model = text_tower(cfg, self.dtype)
         self.vision_model = vision_tower(cfg, self.dtype)

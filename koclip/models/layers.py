@@ -29,6 +29,7 @@ ACTIVATIONS: dict[str, Callable] = {
 
 
 def activation(name: str) -> Callable:
+    """The activation function config.json calls `name`; KoCLIPError for one koclip does not run."""
     if name not in ACTIVATIONS:
         raise KoCLIPError(f"unsupported activation {name!r} in the model config; koclip runs {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]

@@ -23,6 +23,10 @@ def _init(config: RobertaConfig):
 
 
 class RobertaEmbeddings(nn.Module):
+    """Word, token type and position embeddings summed, layer-normed and dropped out, with the parameters of
+    transformers' FlaxRobertaEmbeddings. Called with (batch, length) integer token ids, token type ids and position
+    ids; returns (batch, length, hidden_size)."""
+
     config: RobertaConfig
     dtype: Any = jnp.float32
 
@@ -45,6 +49,10 @@ class RobertaEmbeddings(nn.Module):
 
 
 class RobertaAttention(nn.Module):
+    """Self-attention and its output block, with the parameters of transformers' FlaxRobertaAttention (`self`,
+    `output`). Called with (batch, length, hidden_size) states and an additive (batch, 1, 1, length) padding bias;
+    returns states of the same shape."""
+
     config: RobertaConfig
     dtype: Any = jnp.float32
 
@@ -65,6 +73,10 @@ class RobertaAttention(nn.Module):
 
 
 class RobertaLayer(nn.Module):
+    """One encoder layer (attention, then the feed-forward block), with the parameters of transformers'
+    FlaxRobertaLayer. Called with (batch, length, hidden_size) states and an additive (batch, 1, 1, length) padding
+    bias; returns states of the same shape."""
+
     config: RobertaConfig
     dtype: Any = jnp.float32
 
@@ -82,7 +94,7 @@ class RobertaTower(nn.Module):
     """Returns the last hidden states and the pooled output (tanh of a dense layer on the first token).
 
     Unlike the image towers it computes every token in the last layer: for a short query, which
-    reads each weight once, the first-token-only layer measured 10-20% slower.
+    reads each weight once, the first-token-only layer was slower, not faster.
     """
 
     config: RobertaConfig

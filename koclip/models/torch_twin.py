@@ -26,6 +26,8 @@ TRANSFORMERS_CONFIGS = {
 
 
 def transformers_config(config: RobertaConfig | ClipVisionConfig | VitConfig) -> transformers.PretrainedConfig:
+    """The transformers config (RobertaConfig, CLIPVisionConfig or ViTConfig) with the fields of koclip's tower
+    config."""
     fields = {k: v for k, v in config.to_dict().items() if k != "model_type"}
     return TRANSFORMERS_CONFIGS[type(config)](**fields)
 
@@ -38,6 +40,9 @@ class _ChannelNorm(nn.LayerNorm):
 
 
 class TorchConvTower(nn.Module):
+    """The PyTorch twin of koclip's small CNN image tower (`ConvTower`, koclip-mini's), with the parameters
+    `convert.flax_to_torch` gives it."""
+
     def __init__(self, cfg: ConvTowerConfig):
         super().__init__()
         self.num_stages = len(cfg.widths)
@@ -54,6 +59,8 @@ class TorchConvTower(nn.Module):
         self.head = nn.Linear(2 * (cfg.local_size or prev), cfg.hidden_size)
 
     def forward(self, pixel_values: torch.Tensor):
+        """The last feature map, (batch, channels, h, w), and the pooled output, (batch, hidden_size), of float NCHW
+        pixels."""
         x = self.stem(pixel_values)
         for i in range(self.num_stages):
             x = nn.functional.gelu(getattr(self, f"norm{i}a")(getattr(self, f"down{i}")(x)))
@@ -73,6 +80,10 @@ def _vision_tower(vision) -> nn.Module:
 
 
 class TorchDualEncoder(nn.Module):
+    """The PyTorch twin of `DualEncoder`: transformers' RobertaModel and the vision tower `config` chooses, with the
+    same projections and logit_scale, under the state dict keys `convert.flax_to_torch` produces. TorchBackend holds
+    one."""
+
     def __init__(self, config: KoCLIPConfig):
         super().__init__()
         self.config = config

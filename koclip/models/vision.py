@@ -32,6 +32,10 @@ def _patches(conv: nn.Conv, pixel_values) -> jnp.ndarray:
 
 
 class ClipAttention(nn.Module):
+    """CLIP's self-attention, with the parameters of transformers' FlaxCLIPAttention (q_proj, k_proj, v_proj,
+    out_proj). Called with (batch, tokens, hidden_size) states; returns (batch, rows, hidden_size), all tokens when
+    `rows` is None."""
+
     config: ClipVisionConfig
     dtype: Any = jnp.float32
 
@@ -61,6 +65,9 @@ class ClipAttention(nn.Module):
 
 
 class ClipMLP(nn.Module):
+    """CLIP's feed-forward block (fc1, the activation, fc2), with the parameters of transformers' FlaxCLIPMLP;
+    (batch, tokens, hidden_size) in and out."""
+
     config: ClipVisionConfig
     dtype: Any = jnp.float32
 
@@ -73,6 +80,10 @@ class ClipMLP(nn.Module):
 
 
 class ClipLayer(nn.Module):
+    """One pre-norm encoder layer, with the parameters of transformers' FlaxCLIPEncoderLayer. Called with (batch,
+    tokens, hidden_size) states (`bias` is unused: images have no padding); returns (batch, rows, hidden_size), all
+    tokens when `rows` is None."""
+
     config: ClipVisionConfig
     dtype: Any = jnp.float32
 
@@ -85,6 +96,10 @@ class ClipLayer(nn.Module):
 
 
 class ClipVisionTransformer(nn.Module):
+    """CLIP's vision transformer, with the parameters of transformers' FlaxCLIPVisionTransformer. Called with (batch,
+    size, size, 3) NHWC pixels; returns the last hidden states, (batch, tokens, hidden_size) (only the first token
+    when `first_only`), and the pooled output, (batch, hidden_size)."""
+
     config: ClipVisionConfig
     dtype: Any = jnp.float32
     first_only: bool = False
@@ -100,6 +115,10 @@ class ClipVisionTransformer(nn.Module):
 
 
 class ClipVisionEmbeddings(nn.Module):
+    """The class token and patch embeddings plus position embeddings, with the parameters of transformers'
+    FlaxCLIPVisionEmbeddings. Called with (batch, size, size, 3) NHWC pixels; returns (batch, 1 + patches,
+    hidden_size)."""
+
     config: ClipVisionConfig
     dtype: Any = jnp.float32
 
@@ -146,6 +165,10 @@ def _vit_init(config: VitConfig):
 
 
 class VitEmbeddings(nn.Module):
+    """The class token and patch embeddings plus position embeddings, dropped out, with the parameters of
+    transformers' FlaxViTEmbeddings. Called with (batch, size, size, 3) NHWC pixels; returns (batch, 1 + patches,
+    hidden_size)."""
+
     config: VitConfig
     dtype: Any = jnp.float32
 
@@ -161,6 +184,9 @@ class VitEmbeddings(nn.Module):
 
 
 class VitPatchEmbeddings(nn.Module):
+    """One embedding per patch, with the parameters of transformers' FlaxViTPatchEmbeddings. Called with (batch,
+    size, size, 3) NHWC pixels; returns (batch, patches, hidden_size)."""
+
     config: VitConfig
     dtype: Any = jnp.float32
 
@@ -182,6 +208,9 @@ class VitPatchEmbeddings(nn.Module):
 
 
 class VitAttention(nn.Module):
+    """Self-attention and its output block, with the parameters of transformers' FlaxViTAttention. Called with
+    (batch, tokens, hidden_size) states; returns (batch, rows, hidden_size), all tokens when `rows` is None."""
+
     config: VitConfig
     dtype: Any = jnp.float32
 
@@ -203,6 +232,10 @@ class VitAttention(nn.Module):
 
 
 class VitLayer(nn.Module):
+    """One pre-norm encoder layer, with the parameters of transformers' FlaxViTLayer. Called with (batch, tokens,
+    hidden_size) states (`bias` is unused: images have no padding); returns (batch, rows, hidden_size), all tokens
+    when `rows` is None."""
+
     config: VitConfig
     dtype: Any = jnp.float32
 

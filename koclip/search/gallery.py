@@ -73,6 +73,9 @@ def recover(directory: Path) -> None:
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked manifest of the gallery folder `path`, after putting back a gallery an interrupted overwrite left
+    beside its place. GalleryError, saying how to fix it, when the folder or its manifest is missing, unreadable or
+    incomplete, or has another format version or an index kind koclip no longer reads."""
     directory = Path(path)
     recover(directory)
     file = directory / MANIFEST
@@ -235,6 +238,10 @@ def _small_jpeg(data: bytes) -> bool:
 
 
 class Gallery:
+    """A gallery opened for search: its manifest, its (count, dim) vectors, one metadata row per vector, and an
+    approximate index or None for exact search. `Gallery.open` reads one from a folder; `Gallery.in_memory` makes one
+    from vectors at hand."""
+
     def __init__(
         self,
         path: Path | None,
@@ -290,6 +297,7 @@ class Gallery:
 
     @property
     def model(self) -> str:
+        """The model the gallery was indexed with, as its manifest names it."""
         return self.manifest["model"]
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[Hit] | list[list[Hit]]:

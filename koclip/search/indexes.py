@@ -42,6 +42,7 @@ KMEANS_ITERATIONS = 10
 
 
 def import_faiss():
+    """The faiss module; KoCLIPError saying how to install faiss-cpu when it is missing."""
     try:
         import faiss
     except ImportError:
@@ -72,6 +73,7 @@ def steps(vectors: np.ndarray, rows: np.ndarray | None = None):
 
 
 def add_in_steps(index, vectors: np.ndarray, rows: np.ndarray | None = None) -> None:
+    """Add the `rows` of `vectors` (default: all) to the faiss `index`, ADD_ROWS at a time as float32 (see `steps`)."""
     for part in steps(vectors, rows):
         index.add(part)
 
@@ -174,6 +176,8 @@ class PQScan:
 
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """`Index.expected`: the float32 codebooks, (m, 16, dim / m), and the uint8 codes, two per byte: (count,
+        ceil(m / 2))."""
         m = params["m"]
         return {"centroids": (codebooks(dim, m), "float32"), "codes": ((count, math.ceil(m / 2)), "uint8")}
 
@@ -181,19 +185,25 @@ class PQScan:
     def load(
         cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
     ) -> PQScan:
+        """`Index.load`: the index from its codebooks and codes (it needs no `vectors`)."""
         return cls(arrays["centroids"], arrays["codes"], dim)
 
     def params(self) -> dict[str, int]:
+        """`Index.params`: {"m": the number of subquantizers}."""
         return {"m": int(self.arrays["centroids"].shape[0])}
 
     def memory(self) -> int:
+        """`Index.memory`: the bytes of its codebooks and codes."""
         return sum(a.nbytes for a in self.arrays.values())
 
     @staticmethod
     def estimate(count: int, dim: int, m: int) -> int:
+        """The bytes a PQScan of `count` rows of `dim` floats with `m` 4-bit subquantizers holds, known before it is
+        built."""
         return count * math.ceil(m / 2) + m * 16 * (dim // m) * 4
 
     def settings(self) -> list[dict[str, int]]:
+        """`Index.settings`: one, empty: every row's code is scanned, so there is nothing to tune."""
         return [{}]
 
     def candidates(self, queries: np.ndarray, n: int, setting: dict[str, int] | None = None) -> np.ndarray:
@@ -263,6 +273,8 @@ class IVFPQ:
 
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """`Index.expected`: the coarse centroids, (nlist, dim) float32; the PQ codebooks, (m, 16, dim / m) float32;
+        each row's list, (count,) int32; and the rows' codes, (count, ceil(m / 2)) uint8."""
         m, nlist = params["m"], params["nlist"]
         return {
             "coarse": ((nlist, dim), "float32"),
@@ -275,6 +287,8 @@ class IVFPQ:
     def load(
         cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
     ) -> IVFPQ:
+        """`Index.load`: the index from its arrays, set to search params["nprobe"] lists; GalleryError when a row's
+        list or nprobe falls outside 0 to nlist."""
         lists = np.asarray(arrays["lists"])
         if (
             len(lists)
@@ -287,6 +301,7 @@ class IVFPQ:
         return index
 
     def params(self) -> dict[str, int]:
+        """`Index.params`: m, nlist and the nprobe it searches with."""
         return {
             "m": int(self.arrays["centroids"].shape[0]),
             "nlist": int(self.arrays["coarse"].shape[0]),
@@ -294,16 +309,22 @@ class IVFPQ:
         }
 
     def memory(self) -> int:
+        """`Index.memory`: the bytes of its arrays, plus the 8-byte id faiss keeps per row."""
         return sum(a.nbytes for a in self.arrays.values()) + 8 * len(self.arrays["lists"])  # faiss keeps ids
 
     @staticmethod
     def estimate(count: int, dim: int, m: int, nlist: int) -> int:
+        """The bytes an IVFPQ of `count` rows of `dim` floats with `m` subquantizers and `nlist` lists holds, known
+        before it is built."""
         return count * (math.ceil(m / 2) + 4 + 8) + nlist * dim * 4 + m * 16 * (dim // m) * 4
 
     def settings(self) -> list[dict[str, int]]:
+        """`Index.settings`: one nprobe of NPROBES per setting, up to nlist, fewest lists first."""
         return [{"nprobe": n} for n in NPROBES if n <= self.arrays["coarse"].shape[0]]
 
     def candidates(self, queries: np.ndarray, n: int, setting: dict[str, int] | None = None) -> np.ndarray:
+        """`Index.candidates`: (Q, n) int64 row numbers for (Q, dim) float32 queries, -1 where there are fewer; a
+        `setting` first sets nprobe."""
         if setting:
             self.index.nprobe = setting["nprobe"]
         return self.index.search(queries, n)[1]
@@ -335,6 +356,8 @@ class HNSWGraph:
 
     @classmethod
     def expected(cls, count: int, dim: int, params: dict[str, int]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """`Index.expected`: the graph's links and level tables (their lengths follow the graph, so only their dtypes
+        are given), the (count + 1,) uint64 offsets and the (count,) int32 levels."""
         return {
             "neighbors": (None, "int32"),
             "offsets": ((count + 1,), "uint64"),
@@ -347,6 +370,8 @@ class HNSWGraph:
     def load(
         cls, arrays: dict[str, np.ndarray], count: int, dim: int, params: dict[str, int], vectors: np.ndarray
     ) -> HNSWGraph:
+        """`Index.load`: the graph rebuilt from its checked arrays over a float32 copy of the gallery's `vectors`;
+        GalleryError when the arrays do not make a graph of `count` rows."""
         faiss = import_faiss()
         problem = graph_problem(arrays, count, params)
         if problem:
@@ -364,6 +389,7 @@ class HNSWGraph:
         return loaded
 
     def params(self) -> dict[str, int]:
+        """`Index.params`: neighbours per node, the entry point, the top level and ef_search."""
         graph = self.index.hnsw
         return {
             "neighbours": int(graph.nb_neighbors(1)),
@@ -373,17 +399,23 @@ class HNSWGraph:
         }
 
     def memory(self) -> int:
+        """`Index.memory`: the bytes of its graph arrays and of its float32 copy of the vectors."""
         return sum(a.nbytes for a in self.arrays.values()) + self.index.ntotal * self.index.d * 4
 
     @staticmethod
     def estimate(count: int, dim: int, neighbours: int = HNSW_NEIGHBOURS) -> int:
+        """The bytes an HNSW graph of `count` rows of `dim` floats with `neighbours` links per node holds, known
+        before it is built."""
         # The vectors' copy, level 0's 2M links and, on average, about one more row's worth above it.
         return count * (dim * 4 + 4 * 3 * neighbours + 16)
 
     def settings(self) -> list[dict[str, int]]:
+        """`Index.settings`: one ef_search of EF_SEARCHES per setting, narrowest first."""
         return [{"ef_search": ef} for ef in EF_SEARCHES]
 
     def candidates(self, queries: np.ndarray, n: int, setting: dict[str, int] | None = None) -> np.ndarray:
+        """`Index.candidates`: (Q, n) int64 row numbers for (Q, dim) float32 queries, -1 where there are fewer; a
+        `setting` first sets ef_search (to n at least)."""
         if setting:
             self.index.hnsw.efSearch = max(setting["ef_search"], n)
         return self.index.search(queries, n)[1]

@@ -34,6 +34,7 @@ MAX_SKIPPED_LISTED = 1_000  # unreadable inputs the manifest names (it counts th
 
 
 def thumbnail_name(position: int) -> str:
+    """The gallery-relative path of the thumbnail of the image at `position`, e.g. thumbs/0000042.jpg."""
     return f"{gallery.THUMBS}/{position:07d}.jpg"
 
 
@@ -144,9 +145,11 @@ class Job:
 
     @property
     def chunk_count(self) -> int:
+        """How many chunks of batch_size keys the job has (the last may be shorter)."""
         return -(-len(self.keys) // self.batch_size)
 
     def chunk_length(self, index: int) -> int:
+        """How many keys chunk `index` holds."""
         return min(self.batch_size, len(self.keys) - index * self.batch_size)
 
     def chunk(self, index: int) -> dict[str, np.ndarray]:
@@ -159,6 +162,7 @@ class Job:
         return self.partial / f"{index:06d}{suffix}"
 
     def pending(self) -> list[int]:
+        """The numbers of the chunks not finished yet, in order."""
         # The .json file is written after the chunk's vectors and thumbnails: it marks it done.
         return [i for i in range(self.chunk_count) if not self._chunk_file(i, ".json").is_file()]
 

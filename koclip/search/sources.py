@@ -31,9 +31,18 @@ MAX_METADATA_LINE = 1 << 20
 
 
 class Source(Protocol):
-    def describe(self) -> dict[str, Any]: ...
+    """What a gallery is indexed from: FolderSource, DatasetSource, SceneSource and koclip.data.samples.SampleSource.
+    `koclip.search.indexing.build` reads each input through it."""
 
-    def keys(self) -> list[Key]: ...
+    def describe(self) -> dict[str, Any]:
+        """Must return a JSON-able description of the inputs, which the gallery records; an interrupted run resumes
+        only if it is unchanged."""
+        ...
+
+    def keys(self) -> list[Key]:
+        """Must return every input's key (a relative path, or a row or scene number) in a fixed order: the gallery's
+        rows follow it."""
+        ...
 
     def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
         """The image (anything `open_image` takes) and extra metadata for it, such as a caption."""
@@ -93,14 +102,20 @@ def _parse_captions(path: Path, lines: Iterable[bytes]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class FolderSource:
+    """The images under the folder `root`, at any depth (IMAGE_SUFFIXES), with the captions of its metadata.jsonl
+    when it has one."""
+
     root: Path
 
     @functools.cached_property
     def captions(self) -> dict[str, str]:
+        """Each image's caption, by its path relative to the folder, from metadata.jsonl; empty when the folder has
+        none."""
         metadata = self.root / FOLDER_METADATA
         return read_captions(metadata) if metadata.is_file() else {}
 
     def describe(self) -> dict[str, Any]:
+        """`Source.describe`: the folder's absolute path, and a digest of its captions when it has some."""
         description = {"kind": "folder", "path": str(self.root.resolve())}
         if self.captions:  # their digest: a resumed run whose captions changed starts over
             text = json.dumps(sorted(self.captions.items()), ensure_ascii=False)
@@ -108,6 +123,8 @@ class FolderSource:
         return description
 
     def keys(self) -> list[Key]:
+        """`Source.keys`: the images' '/'-separated paths relative to the folder, sorted; KoCLIPError when the folder
+        is gone."""
         if not self.root.is_dir():
             raise KoCLIPError(f"{self.root} is not a folder")
         return sorted(
@@ -117,18 +134,23 @@ class FolderSource:
         )
 
     def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        """`Source.read`: the image's path, and its caption when metadata.jsonl gives one."""
         caption = self.captions.get(str(key))
         return self.root / str(key), {} if caption is None else {"caption": caption}
 
 
 @dataclass(frozen=True)
 class DatasetSource:
+    """The images, and the captions of `caption_column` if given, of one split of a Hugging Face dataset, a dataset
+    folder or a folder written by `save_to_disk`."""
+
     name: str  # a Hub dataset, a folder for `load_dataset`, or one written by `save_to_disk`
     split: str = "train"
     image_column: str = "image"
     caption_column: str | None = None
 
     def describe(self) -> dict[str, Any]:
+        """`Source.describe`: the dataset, its split and its columns."""
         return {
             "kind": "dataset",
             "name": self.name,
@@ -139,6 +161,8 @@ class DatasetSource:
 
     @functools.cached_property
     def dataset(self):
+        """The split, opened by `open_dataset` (which refuses a missing dataset or column), its images left undecoded
+        so that a broken one is skipped rather than failing inside datasets."""
         import datasets
 
         data = open_dataset(self.name, self.split, (self.image_column, self.caption_column))
@@ -148,9 +172,12 @@ class DatasetSource:
         return data
 
     def keys(self) -> list[Key]:
+        """`Source.keys`: the row numbers, 0 to len - 1."""
         return list(range(len(self.dataset)))
 
     def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        """`Source.read`: row `key`'s image (its encoded bytes or its path) and caption; InvalidImageError when the
+        row has no image."""
         row = self.dataset[int(key)]
         value = row[self.image_column]
         if isinstance(value, dict):
@@ -163,17 +190,22 @@ class DatasetSource:
 
 @dataclass(frozen=True)
 class SceneSource:
+    """`n` generated scenes of stream `seed`, `size` pixels a side."""
+
     n: int
     seed: int = 0
     size: int = 64
 
     def describe(self) -> dict[str, Any]:
+        """`Source.describe`: the number of scenes, their seed and size."""
         return {"kind": "scenes", "n": self.n, "seed": self.seed, "size": self.size}
 
     def keys(self) -> list[Key]:
+        """`Source.keys`: the scene numbers, 0 to n - 1."""
         return list(range(self.n))
 
     def read(self, key: Key) -> tuple[ImageInput, dict[str, Any]]:
+        """`Source.read`: scene `key`'s image, with its first caption and its objects as metadata."""
         from koclip.data import scenes
 
         scene = scenes.scene(self.seed, int(key), size=self.size)

@@ -40,7 +40,7 @@ TARGET_RECALL = 0.95
 HELD_OUT = 500  # rows used as queries while tuning
 TIMED = 200  # of them, how many are timed one by one
 CONFIDENCE = 2.0  # standard errors: recall must reach the target at its lower bound (about 97.5%)
-MIN_ROWS = 1_000  # below this, exact search takes well under a millisecond
+MIN_ROWS = 1_000  # below this, exact search is already fast: an index would gain nothing
 TIE = 1e-3  # a returned row this close under the k-th true score counts as found
 DEFAULT_BUDGET = 2 << 30  # bytes: beside a full-size model, well within a 16 GB machine
 SAME_SPEED = 1.25  # median latencies within this factor (plus 20 µs) count as equal when choosing
@@ -59,6 +59,8 @@ class Trial:
     memory: int
 
     def summary(self) -> dict[str, Any]:
+        """The trial as the manifest records it: kind, params, rerank, recall@10 and its floor, p50_ms and
+        memory_bytes."""
         return {
             "kind": self.kind,
             "params": self.params,
@@ -158,6 +160,8 @@ class Choice(Trial):
     index: Index | None = None
 
     def manifest(self) -> dict[str, Any]:
+        """The choice as the manifest's index_tuning records it: the winning trial's summary, the target, the memory
+        budget, how many held-out rows and captions were queried, and every trial measured."""
         return {
             **self.summary(),
             "target_recall": self.target,
@@ -168,6 +172,8 @@ class Choice(Trial):
         }
 
     def describe(self) -> str:
+        """One line for the log: the kind and its settings, recall@10 and its floor, the held-out rows, the median
+        latency and the memory held."""
         settings = ", ".join(f"{k} {v}" for k, v in self.params.items())
         rerank = f", {self.rerank} rescored" if self.kind != EXACT else ""
         how = f" ({settings}{rerank})" if settings or rerank else ""

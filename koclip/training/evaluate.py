@@ -34,7 +34,7 @@ def pair_label(color: str, shape: str) -> str:
 
 
 def object_label(obj: dict[str, Any]) -> str:
-    """The colour+shape phrase that names `obj` (a scene's object dict)."""
+    """The colour+shape phrase of a scene's object (see `pair_label`)."""
     return pair_label(obj["color"], obj["shape"])
 
 
@@ -70,6 +70,7 @@ def retrieval(model: KoCLIP, images: Sequence, captions: Sequence[str], relevant
 
 
 def retrieval_chance(relevant: np.ndarray) -> dict:
+    """The chance levels of `retrieval`, both ways, for a (captions, images) boolean relevance matrix."""
     return {"text_to_image": recall_chance(relevant), "image_to_text": recall_chance(relevant.T)}
 
 
@@ -114,10 +115,13 @@ def zero_shot_accuracy(
 
 
 def single_objects(n: int, seed: int, size: int) -> list[scenes.Scene]:
+    """`n` scenes of one object each from stream `seed`, `size` pixels a side."""
     return [scenes.scene(seed, i, size, max_objects=1) for i in range(n)]
 
 
 def zero_shot_on_scenes(model: KoCLIP, singles: Sequence[scenes.Scene]) -> dict[str, float]:
+    """Zero-shot accuracy on one-object scenes: of the shape, of the colour, of the shape with bare labels (no
+    template), and of the shape asked in English."""
     images = [s.image for s in singles]
     shapes = [s.objects[0]["shape"] for s in singles]
     colors = [s.objects[0]["color"] for s in singles]
@@ -183,6 +187,8 @@ def near_miss_accuracy(model: KoCLIP, crowd: Sequence[scenes.Scene], template=DE
 
 
 def near_miss_chance(crowd: Sequence[scenes.Scene]) -> float:
+    """The accuracy of a random pick among each near-miss item's candidate pairs (see `near_miss_items`), averaged
+    over the items."""
     return float(np.mean([1 / len(c) for _, _, c in near_miss_items(crowd)]))
 
 

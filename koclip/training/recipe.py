@@ -16,6 +16,9 @@ TOWERS = (*SMALL_TOWERS, PRETRAINED)
 
 @dataclasses.dataclass
 class TrainConfig:
+    """The settings of one training run, one field per `python -m koclip train` option; the defaults train
+    koclip-mini. `train` takes one."""
+
     out: str = "runs/koclip-mini"
     towers: str = "mini"  # a SMALL_TOWERS name (from scratch), or "pretrained": klue/roberta-large + CLIP ViT-B/32
     data: str = "scenes"  # "scenes", or a Hugging Face dataset name or saved-dataset path

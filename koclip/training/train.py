@@ -94,6 +94,8 @@ def contrastive_loss(text: jnp.ndarray, image: jnp.ndarray, logit_scale: jnp.nda
 
 
 def small_config(towers: str, vocab_size: int, image_size: int, text_length: int) -> KoCLIPConfig:
+    """The KoCLIPConfig of SMALL_TOWERS[towers], trained from scratch: a RoBERTa text tower for `vocab_size` tokens
+    and texts of `text_length` tokens, koclip's CNN for `image_size`-pixel images, and mean text pooling."""
     size = SMALL_TOWERS[towers]
     width = size["text_width"]
     text = RobertaConfig(
@@ -146,6 +148,7 @@ class SceneData:
         )
 
     def texts(self) -> Iterator[str]:
+        """Every caption of every scene in the pool, for training the tokenizer."""
         return (text for options in self.captions for text, _ in options)
 
     def _index(self, rng: np.random.Generator, size: int, step: int) -> np.ndarray:
@@ -182,10 +185,13 @@ class DatasetData:
         self.image_column, self.text_column, self.transform = image_column, text_column, transform
 
     def texts(self) -> Iterator[str]:
+        """Every caption of the text column (each of a list), for training the tokenizer."""
         for value in self.ds[self.text_column]:
             yield from ([value] if isinstance(value, str) else value)
 
     def batch(self, rng: np.random.Generator, size: int, step: int):
+        """`size` rows at random: their captions (one of a list, at random), float32 NHWC pixels, a diagonal
+        positives[caption, image] (each caption describes its own image) and no labels."""
         rows = self.ds[rng.choice(len(self.ds), size, replace=False).tolist()]
         texts = [t if isinstance(t, str) else t[rng.integers(len(t))] for t in rows[self.text_column]]
         images = [im.convert("RGB") for im in rows[self.image_column]]
@@ -285,6 +291,8 @@ def _read_log(out: Path) -> tuple[list[str], float]:
 
 
 def train(cfg: TrainConfig) -> Path:
+    """Train the model `cfg` describes and save it to cfg.out, with its training log and state every save_every steps
+    (from which cfg.resume goes on); returns cfg.out. KoCLIPError for unknown towers."""
     out = Path(cfg.out)
     rng = np.random.default_rng(cfg.seed)
     resuming = cfg.resume and (out / TRAIN_STATE).is_file()
