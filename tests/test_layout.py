@@ -113,3 +113,19 @@ def test_a_split_module_says_where_its_parts_went():
     for old in ("koclip.ann", "koclip.search.ann"):
         with pytest.raises(ModuleNotFoundError, match=r"split into koclip\.search\.exact .*koclip\.search\.tuning"):
             importlib.import_module(old)
+
+
+def test_every_public_class_and_function_of_the_library_has_a_docstring():
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+
+        def walk(body, prefix=""):
+            for node in body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name[0] != "_":
+                    if ast.get_docstring(node) is None:
+                        missing.append(f"{path.relative_to(ROOT)}:{node.lineno} {prefix}{node.name}")
+                    if isinstance(node, ast.ClassDef):
+                        walk(node.body, node.name + ".")
+
+        walk(ast.parse(path.read_text(encoding="utf-8")).body)
+    assert missing == []
