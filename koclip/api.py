@@ -20,6 +20,7 @@ from koclip import checkpoint, hub
 from koclip.errors import InvalidInputError
 from koclip.images import ImageInput, open_image
 from koclip.models import backends
+from koclip.models.config import PUBLISHED_FORMATS
 from koclip.processing import (
     BATCH_BUCKETS,
     TextProcessor,
@@ -33,6 +34,7 @@ from koclip.tokenizer import load as load_tokenizer
 from koclip.transform import ImageTransform
 
 MAX_LABELS = 100
+MAX_TEMPERATURE = 100.0  # CLIP's cap on exp(logit_scale); koclip's own format applies it
 MAX_TEMPLATES = 100  # OpenAI's ImageNet ensemble has 80
 MAX_TEXT_CHARS = 10_000  # the most of a text that is read: for text boxes' max_chars too
 _EXITING = threading.Event()
@@ -121,8 +123,10 @@ class KoCLIP:
         image_transform,
         directory: Path | None = None,
         info=None,
+        model_format: str = "koclip",
     ):
         self.name = name
+        self.model_format = model_format  # the checkpoint's `model_type`: its conventions follow from it
         self.config = config
         self.directory = directory
         self.info = info
@@ -151,8 +155,11 @@ class KoCLIP:
 
     @property
     def logit_scale(self) -> float:
-        """The temperature CLIP multiplies cosine similarities by, capped at 100 as in CLIP."""
-        return float(min(np.exp(self.backend.logit_scale), 100.0))
+        """The temperature CLIP multiplies cosine similarities by: the checkpoint's exp(logit_scale)
+        as trained for the published formats (the original demo applied it uncapped), and capped at
+        100, as CLIP's training caps it, for koclip's own format."""
+        scale = float(np.exp(self.backend.logit_scale))
+        return scale if self.model_format in PUBLISHED_FORMATS else min(scale, MAX_TEMPERATURE)
 
     @property
     def max_text_length(self) -> int:
@@ -328,14 +335,16 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
         tokenizer = load_tokenizer(cached)
     else:
         tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
-    transform = ImageTransform.clip(config.image_size)
+    transform = ImageTransform.training(config.image_size)
     if backends.resolve(backend, backends.weight_count(params), precision) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
         state = convert.flax_to_torch(params)
         del params  # one copy of the weights less while PyTorch builds its model
         implementation = backends.TorchBackend(config, state, precision)
-    return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, transform)
+    return KoCLIP(
+        f"{name} (random weights)", config, implementation, tokenizer, transform, model_format=PUBLISHED_FORMATS[0]
+    )
 
 
 def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str = "float32") -> KoCLIP:
@@ -354,4 +363,6 @@ def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str 
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
     transform = checkpoint_image_transform(ckpt.directory, ckpt.config, ckpt.format)
     backend_impl = backends.create(backend, ckpt, precision)
-    return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, transform, ckpt.directory, resolved.info)
+    return KoCLIP(
+        resolved.name, ckpt.config, backend_impl, tokenizer, transform, ckpt.directory, resolved.info, ckpt.format
+    )
