@@ -303,12 +303,35 @@ class KoCLIP:
         order = np.argsort(-probs, kind="stable")
         return [(names[i], float(probs[i])) for i in order]
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, safe_serialization: bool = False) -> Path:
+        """Write the model in koclip's own format to `directory`, atomically; `safe_serialization`:
+        the weights as model.safetensors (PyTorch's layout) instead of flax_model.msgpack."""
         from koclip import checkpoint
 
         return checkpoint.save(
-            directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_transform
+            directory,
+            self.config,
+            self.backend.flax_params(),
+            self.text_processor.tokenizer,
+            self.image_transform,
+            safe_serialization=safe_serialization,
         )
+
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
+        """Save the model (safetensors) and upload it to the Hugging Face Hub as `repo_id` (created
+        when missing), through huggingface_hub; returns the commit's URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "model", safe_serialization=True)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=f"Upload {self.name} (koclip format)"
+            )
+        return commit.commit_url
 
     def __repr__(self) -> str:
         return f"KoCLIP({self.name!r}, backend={self.backend.name!r}, dim={self.dim})"

@@ -33,10 +33,11 @@ def _relayout(leaf: str, array: np.ndarray, axes: dict[int, tuple[int, ...]]) ->
 
 
 def flax_to_torch(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    return {
-        _torch_key(path): np.ascontiguousarray(_relayout(path[-1], np.asarray(value), _TO_TORCH))
-        for path, value in flatten_dict(params).items()
-    }
+    out = {}
+    for path, value in flatten_dict(params).items():
+        array = _relayout(path[-1], np.asarray(value), _TO_TORCH)
+        out[_torch_key(path)] = np.ascontiguousarray(array).reshape(array.shape)  # keeps a 0-d leaf 0-d
+    return out
 
 
 def torch_to_flax(state_dict: Mapping[str, np.ndarray], template: Mapping[str, Any]) -> dict:
