@@ -15,6 +15,9 @@ not change the cost). One run prints:
 3. koclip-mini: `koclip.load` + the first `classify` in a fresh process (PyTorch installed, no
    environment variable set), with an empty compilation cache and with the one a previous process
    left; with --baseline, also for that git revision, checked out in a temporary worktree.
+4. The ONNX export (`backend="onnx"`, onnxruntime) beside Flax and PyTorch eager on the same
+   weights: texts of 12, 40 and 130 tokens, the large image batch, and the first query of a length
+   not seen before against that length's steady state (needs requirements-onnx.txt).
 
     python benchmarks/encode.py [--model koclip-base] [--repeats 5] [--images 64] [--baseline REV]
 """
@@ -197,12 +200,44 @@ def startup(baseline: str | None) -> None:
                 )
 
 
+def onnx_beside(name: str, repeats: int, images: list[Image.Image]) -> None:
+    from koclip import export
+
+    flax_model = koclip.random_model(name, backend="flax")
+    torch_model = koclip.random_model(name, backend="torch")
+    with tempfile.TemporaryDirectory() as scratch:
+        source = flax_model.save(Path(scratch) / "source")
+        onnx_model = koclip.load(export.to_onnx(str(source), Path(scratch) / "onnx"))
+        models = {"Flax (XLA)": flax_model, "PyTorch eager": torch_model, "ONNX Runtime": onnx_model}
+        print("\n## 4. ONNX Runtime beside Flax and PyTorch eager (steady state)")
+        print("| workload | " + " | ".join(models) + " | ONNX / fastest other |")
+        print("|---|---|---|---|---|")
+        for tokens in (12, 40, 130):
+            query = text_of(flax_model, tokens)
+            cosine = float((onnx_model.encode_text([query]) * flax_model.encode_text([query])).sum())
+            assert cosine > 0.9999, f"the ONNX export disagrees with Flax (cosine {cosine})"
+            secs = {label: steady(lambda m=m: m.encode_text([query]), repeats) for label, m in models.items()}
+            others = min(v for k, v in secs.items() if k != "ONNX Runtime")
+            cells = " | ".join(f"{v * 1e3:.0f} ms" for v in secs.values())
+            print(f"| text, {tokens} tokens | {cells} | {secs['ONNX Runtime'] / others:.2f} |", flush=True)
+        times = max(1, repeats // 2)
+        secs = {label: steady(lambda m=m: m.encode_image(images), times) for label, m in models.items()}
+        others = min(v for k, v in secs.items() if k != "ONNX Runtime")
+        cells = " | ".join(f"{len(images) / v:.1f} images/s" for v in secs.values())
+        print(f"| images x{len(images)} | {cells} | {others / secs['ONNX Runtime']:.2f} (speed) |", flush=True)
+        fresh = koclip.load(Path(scratch) / "onnx")
+        query = text_of(fresh, 77)  # a length no earlier query had
+        first = once(lambda: fresh.encode_text([query]))
+        settled = steady(lambda: fresh.encode_text([query]), repeats)
+        print(f"\nONNX Runtime, first query of 77 tokens, fresh session: {first:.2f} s, {first / settled:.2f}x steady")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="koclip-base", choices=("koclip-base", "koclip-large"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=64, help="the large image batch")
-    parser.add_argument("--parts", default="1,2,3", help="which parts to run (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run (default: all)")
     parser.add_argument(
         "--baseline", metavar="REV", help="part 3: also time this git revision, in a temporary worktree"
     )
@@ -217,6 +252,8 @@ def main() -> None:
         first_queries(args.model)
     if "3" in parts:
         startup(args.baseline)
+    if "4" in parts:
+        onnx_beside(args.model, args.repeats, images)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,16 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from koclip import checkpoint, hub
-from koclip.errors import InvalidInputError
+from koclip import hub
+from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.images import ImageInput, open_image
-from koclip.models import backends
+from koclip.models import onnx_backend
+from koclip.models.config import PUBLISHED_FORMATS, KoCLIPConfig
 from koclip.processing import (
     BATCH_BUCKETS,
     TextProcessor,
@@ -30,9 +32,14 @@ from koclip.processing import (
 )
 from koclip.registry import DEFAULT_TEMPLATE
 from koclip.tokenizer import load as load_tokenizer
+from koclip.transform import FILE as PREPROCESSOR_FILE
 from koclip.transform import ImageTransform
 
+if TYPE_CHECKING:  # the Flax and PyTorch backends are imported when used: an ONNX export needs neither
+    from koclip.models import backends
+
 MAX_LABELS = 100
+MAX_TEMPERATURE = 100.0  # CLIP's cap on exp(logit_scale); koclip's own format applies it
 MAX_TEMPLATES = 100  # OpenAI's ImageNet ensemble has 80
 MAX_TEXT_CHARS = 10_000  # the most of a text that is read: for text boxes' max_chars too
 _EXITING = threading.Event()
@@ -125,8 +132,10 @@ class KoCLIP:
         image_transform,
         directory: Path | None = None,
         info=None,
+        model_format: str = "koclip",
     ):
         self.name = name
+        self.model_format = model_format  # the checkpoint's `model_type`: its conventions follow from it
         self.config = config
         self.directory = directory
         self.info = info
@@ -156,8 +165,11 @@ class KoCLIP:
 
     @property
     def logit_scale(self) -> float:
-        """The temperature CLIP multiplies cosine similarities by, capped at 100 as in CLIP."""
-        return float(min(np.exp(self.backend.logit_scale), 100.0))
+        """The temperature CLIP multiplies cosine similarities by: the checkpoint's exp(logit_scale)
+        as trained for the published formats (the original demo applied it uncapped), and capped at
+        100, as CLIP's training caps it, for koclip's own format."""
+        scale = float(np.exp(self.backend.logit_scale))
+        return scale if self.model_format in PUBLISHED_FORMATS else min(scale, MAX_TEMPERATURE)
 
     @property
     def max_text_length(self) -> int:
@@ -303,12 +315,35 @@ class KoCLIP:
         order = np.argsort(-probs, kind="stable")
         return [(names[i], float(probs[i])) for i in order]
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the model to `directory` in koclip's checkpoint format (config.json, Flax weights, tokenizer, image
-        transform), which `load` reads back; returns the folder."""
+    def save(self, directory: str | os.PathLike, safe_serialization: bool = False) -> Path:
+        """Write the model in koclip's own format to `directory`, atomically; `safe_serialization`:
+        the weights as model.safetensors (PyTorch's layout) instead of flax_model.msgpack."""
+        from koclip import checkpoint
+
         return checkpoint.save(
-            directory, self.config, self.backend.flax_params(), self.text_processor.tokenizer, self.image_transform
+            directory,
+            self.config,
+            self.backend.flax_params(),
+            self.text_processor.tokenizer,
+            self.image_transform,
+            safe_serialization=safe_serialization,
         )
+
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool = False) -> str:
+        """Save the model (safetensors) and upload it to the Hugging Face Hub as `repo_id` (created
+        when missing), through huggingface_hub; returns the commit's URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "model", safe_serialization=True)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            commit = api.upload_folder(
+                repo_id=repo_id, folder_path=folder, commit_message=f"Upload {self.name} (koclip format)"
+            )
+        return commit.commit_url
 
     def __repr__(self) -> str:
         return f"KoCLIP({self.name!r}, backend={self.backend.name!r}, dim={self.dim})"
@@ -328,13 +363,15 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     It takes the published image transform, and klue/roberta-large's tokenizer when that is in the
     Hugging Face cache, else a small Korean WordPiece (which changes no shape and no cost).
     """
-    from koclip.models import convert
+    from koclip.models import backends, convert
     from koclip.models.config import published_architecture
     from koclip.models.dual_encoder import init_params
     from koclip.registry import KLUE_TOKENIZER
     from koclip.tokenizer import train_wordpiece
 
     backends.check(backend, precision)  # before the weights: koclip-base has 425M to initialise
+    if backend == "onnx":
+        raise InvalidInputError('a random model runs on "flax" or "torch"; backend="onnx" runs an ONNX export')
     config = published_architecture(name)
     params = init_params(config, seed)
     cached = hub.cached(KLUE_TOKENIZER, hub.TOKENIZER_FILES)
@@ -342,30 +379,76 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
         tokenizer = load_tokenizer(cached)
     else:
         tokenizer = train_wordpiece(list(_RANDOM_MODEL_WORDS) * 4, vocab_size=300)
-    transform = ImageTransform.clip(config.image_size)
+    transform = ImageTransform.training(config.image_size)
     if backends.resolve(backend, backends.weight_count(params), precision) == "flax":
         implementation = backends.FlaxBackend(config, params)
     else:
         state = convert.flax_to_torch(params)
         del params  # one copy of the weights less while PyTorch builds its model
         implementation = backends.TorchBackend(config, state, precision)
-    return KoCLIP(f"{name} (random weights)", config, implementation, tokenizer, transform)
+    return KoCLIP(
+        f"{name} (random weights)", config, implementation, tokenizer, transform, model_format=PUBLISHED_FORMATS[0]
+    )
 
 
 def load(name_or_path: str | os.PathLike, backend: str = "auto", precision: str = "float32") -> KoCLIP:
     """Load a model by short name (`koclip-base`, `koclip-large`, `koclip-mini`), Hub id or folder.
 
-    `backend`: "flax", "torch" (the PyTorch twin: the same weights, embeddings equal to 1e-4), or
-    "auto": the PyTorch twin for full-size models where PyTorch and transformers are installed
-    (requirements-torch.txt), which compiles nothing per input shape, and Flax otherwise.
+    `backend`: "flax", "torch" (the PyTorch twin: the same weights, embeddings equal to 1e-4), "onnx"
+    (a folder written by `python -m koclip export MODEL OUT --format onnx`, run by onnxruntime with
+    neither PyTorch nor JAX imported; "auto" picks it for such a folder), or "auto": the PyTorch twin
+    for full-size models where PyTorch and transformers are installed (requirements-torch.txt), which
+    compiles nothing per input shape, and Flax otherwise.
     `precision`: "float32", or "bfloat16" (PyTorch only), which halves the weights' memory and is
     faster on CPUs with bfloat16 units; its embeddings agree with float32's to a cosine of 0.99 at
     the least, which the tests hold it to.
     """
-    backends.check(backend, precision)
+    if backend == "onnx" and precision != "float32":
+        raise InvalidInputError('backend="onnx" runs float32 only: leave precision out')
+    folder = Path(name_or_path).expanduser()
+    if backend in ("auto", "onnx") and folder.is_dir() and onnx_backend.is_export(folder):
+        return _load_onnx(hub.resolve(folder))  # before the other backends' imports: it needs none of them
+    if backend != "onnx":
+        from koclip.models import backends
+
+        backends.check(backend, precision)
     resolved = hub.resolve(name_or_path)
+    if onnx_backend.is_export(resolved.directory):
+        if backend not in ("auto", "onnx"):
+            raise InvalidInputError(
+                f'{resolved.directory} is an ONNX export, which runs on backend="onnx" only; load the model it '
+                f"came from for {backend}"
+            )
+        return _load_onnx(resolved)
+    if backend == "onnx":
+        raise InvalidInputError(
+            f'backend="onnx" runs an ONNX export, and {resolved.directory} is not one: write one with '
+            f"python -m koclip export {name_or_path} OUT --format onnx, then koclip.load(OUT)"
+        )
+    from koclip import checkpoint
+
     ckpt = checkpoint.read(resolved.directory)
     tokenizer = load_tokenizer(hub.tokenizer_dir(resolved))
     transform = checkpoint_image_transform(ckpt.directory, ckpt.config, ckpt.format)
     backend_impl = backends.create(backend, ckpt, precision)
-    return KoCLIP(resolved.name, ckpt.config, backend_impl, tokenizer, transform, ckpt.directory, resolved.info)
+    return KoCLIP(
+        resolved.name, ckpt.config, backend_impl, tokenizer, transform, ckpt.directory, resolved.info, ckpt.format
+    )
+
+
+def _load_onnx(resolved: hub.Resolved) -> KoCLIP:
+    """An ONNX export (`python -m koclip export ... --format onnx`), run by onnxruntime alone."""
+    directory = resolved.directory
+    meta = onnx_backend.read_config(directory)
+    try:
+        config = KoCLIPConfig.from_dict(meta["config"])
+        logit_scale, model_format = float(meta["logit_scale"]), str(meta["model_format"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KoCLIPError(
+            f"{directory / onnx_backend.CONFIG_FILE} is incomplete ({type(exc).__name__}: {exc})"
+        ) from None
+    transform = ImageTransform.read(directory / PREPROCESSOR_FILE)
+    backend = onnx_backend.OnnxBackend(directory, logit_scale)
+    return KoCLIP(
+        resolved.name, config, backend, load_tokenizer(directory), transform, directory, resolved.info, model_format
+    )

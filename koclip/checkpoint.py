@@ -2,7 +2,9 @@
 
 Read: `config.json` in any format `KoCLIPConfig` knows, with Flax weights (`flax_model.msgpack`)
 or PyTorch weights (`model.safetensors`, `pytorch_model.bin`, sharded or not).
-Write: koclip's own format, atomically. Nothing here unpickles: msgpack and safetensors are plain
+Write: koclip's own format, atomically, with the weights as flax_model.msgpack or, with
+`safe_serialization`, as model.safetensors in PyTorch's layout (what `read` takes back).
+Nothing here unpickles: msgpack and safetensors are plain
 data, and `.bin` files are read with `torch.load(weights_only=True)`.
 """
 
@@ -25,6 +27,7 @@ from koclip.errors import KoCLIPError, ModelUnavailableError
 from koclip.models.config import KoCLIPConfig
 
 FLAX_WEIGHTS = "flax_model.msgpack"
+SAFE_WEIGHTS = "model.safetensors"
 
 
 @dataclasses.dataclass
@@ -113,9 +116,11 @@ def save(
     tokenizer: Any = None,
     image_transform: Any = None,
     extra_files: dict[str, bytes] | None = None,
+    safe_serialization: bool = False,
 ) -> Path:
-    """Write koclip's format: config.json, flax_model.msgpack, the tokenizer and the image
-    preprocessing (preprocessor_config.json), all or nothing.
+    """Write koclip's format: config.json, the weights (flax_model.msgpack, or model.safetensors
+    with `safe_serialization`), the tokenizer and the image preprocessing (preprocessor_config.json),
+    all or nothing.
 
     Files go into a temporary sibling folder that is renamed into place only once complete.
     """
@@ -126,7 +131,14 @@ def save(
     try:
         (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         params = _as_float32(serialization.to_state_dict(params))
-        (tmp / FLAX_WEIGHTS).write_bytes(serialization.msgpack_serialize(params))
+        if safe_serialization:
+            from safetensors.numpy import save_file
+
+            from koclip.models import convert
+
+            save_file(convert.flax_to_torch(params), str(tmp / SAFE_WEIGHTS), metadata={"format": "pt"})
+        else:
+            (tmp / FLAX_WEIGHTS).write_bytes(serialization.msgpack_serialize(params))
         if tokenizer is not None:
             tokenizer.save(tmp)
         if image_transform is not None:

@@ -21,6 +21,7 @@ COMMANDS = {
     "search": "Search a gallery with a text query or an image.",
     "train": "Train a KoCLIP dual encoder contrastively.",
     "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
+    "export": "Export a model for stock transformers or ONNX Runtime.",
 }
 
 

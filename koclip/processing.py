@@ -85,12 +85,13 @@ class TextProcessor:
 def checkpoint_image_transform(directory: Path, config: KoCLIPConfig, model_format: str) -> ImageTransform:
     """The image preprocessing that goes with a checkpoint.
 
-    The published formats always get the transform they were trained with (`clip`, at the vision
-    tower's size), whatever processor their folder holds. Other checkpoints get the folder's
+    The published formats always get the transform they were trained with (`training`: the CLIP
+    transform with torchvision's crop offset, at the vision tower's size), whatever processor their
+    folder holds. Other checkpoints get the folder's
     preprocessor_config.json when it has one, else a transform that suits their vision tower.
     """
     if model_format in PUBLISHED_FORMATS:
-        return ImageTransform.clip(config.image_size)
+        return ImageTransform.training(config.image_size)
     if (directory / PREPROCESSOR_FILE).is_file():
         return ImageTransform.read(directory / PREPROCESSOR_FILE)
     return (ImageTransform.clip if config.vision_type == "clip" else ImageTransform.vit)(config.image_size)

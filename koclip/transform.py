@@ -1,9 +1,11 @@
 """Image preprocessing in PIL and NumPy: what transformers' `CLIPImageProcessor` and
 `ViTImageProcessor` compute, read from and saved as their `preprocessor_config.json`.
 
-`clip`: resize the short side (bicubic), centre-crop, CLIP's mean and std: the transform the
-published models were trained with, for both of their vision towers. `vit`: resize to a square
-(bilinear), mean and std 0.5.
+`clip`: resize the short side (bicubic), centre-crop, CLIP's mean and std, as `CLIPImageProcessor`
+does. `training`: the same with the crop's offset rounded as torchvision's `CenterCrop` rounds it
+(half to even) where transformers floors it: the transform the published models were trained with,
+for both of their vision towers; on an odd margin the two crops sit one pixel apart. `vit`: resize
+to a square (bilinear), mean and std 0.5.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 HALF = (0.5, 0.5, 0.5)
 CLIP_PROCESSOR, VIT_PROCESSOR = "CLIPImageProcessor", "ViTImageProcessor"
 FILE = "preprocessor_config.json"
+# How the centre crop's offset into the margin is rounded: "floor" as transformers' processors do,
+# "round" as torchvision's CenterCrop does (Python's round, half to even), which training used.
+CROP_OFFSETS = ("floor", "round")
+CROP_OFFSET_KEY = "koclip_crop_offset"  # in preprocessor_config.json, where it is not "floor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +47,21 @@ class ImageTransform:
     rescale_factor: float | None = 1 / 255  # None: no rescaling
     normalize: bool = True
     resize: bool = True
+    crop_offset: str = "floor"  # one of CROP_OFFSETS
+
+    def __post_init__(self):
+        if self.crop_offset not in CROP_OFFSETS:
+            raise KoCLIPError(f"unknown crop offset {self.crop_offset!r}; expected one of {', '.join(CROP_OFFSETS)}")
 
     @classmethod
     def clip(cls, size: int) -> ImageTransform:
-        """CLIP's transform: the shortest edge resized to `size` (bicubic), a size x size centre crop, CLIP's mean
-        and std."""
+        """CLIPImageProcessor's transform: short side to `size` (bicubic), centre crop, CLIP's mean and std."""
         return cls(CLIP_PROCESSOR, ("shortest_edge", size), (size, size), Image.Resampling.BICUBIC, CLIP_MEAN, CLIP_STD)
+
+    @classmethod
+    def training(cls, size: int) -> ImageTransform:
+        """The published models' training transform: `clip` with torchvision's rounding of the crop offset."""
+        return dataclasses.replace(cls.clip(size), crop_offset="round")
 
     @classmethod
     def vit(cls, size: int) -> ImageTransform:
@@ -68,7 +83,7 @@ class ImageTransform:
             image = image.resize(self._output_size(*image.size), resample=self.resample)
         array = np.asarray(image)
         if self.crop is not None:
-            array = _center_crop(array, self.crop)
+            array = _center_crop(array, self.crop, self.crop_offset)
         out = array.astype(np.float64) * self.rescale_factor if self.rescale_factor is not None else array
         out = out.astype(np.float32)
         if self.normalize:
@@ -104,6 +119,8 @@ class ImageTransform:
                 "crop_size": {"height": crop[0], "width": crop[1]},
                 "do_convert_rgb": True,
             }
+        if self.crop_offset != "floor":  # transformers keeps an unknown key as an attribute and ignores it
+            d[CROP_OFFSET_KEY] = self.crop_offset
         return d
 
     def save(self, directory: Path) -> None:
@@ -145,6 +162,7 @@ class ImageTransform:
             float(d.get("rescale_factor", 1 / 255)) if d.get("do_rescale", True) else None,
             bool(d.get("do_normalize", True)),
             bool(d.get("do_resize", True)),
+            str(d.get(CROP_OFFSET_KEY, "floor")),
         )
 
     @classmethod
@@ -167,11 +185,18 @@ class ImageTransform:
             raise KoCLIPError(f"{path} {exc}") from None
 
 
-def _center_crop(array: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
-    """The centre (height, width) of an HWC array, zero-padded where the array is smaller, as transformers crops."""
+def _offset(margin: int, rounding: str) -> int:
+    """Where a crop starts in a margin of `margin` pixels: floored (transformers) or rounded half to
+    even (torchvision's `int(round(margin / 2.0))`)."""
+    return int(round(margin / 2.0)) if rounding == "round" else margin // 2
+
+
+def _center_crop(array: np.ndarray, crop: tuple[int, int], rounding: str = "floor") -> np.ndarray:
+    """The centre (height, width) of an HWC array, zero-padded where the array is smaller, as transformers
+    crops; `rounding` places the crop in an odd margin (see CROP_OFFSETS)."""
     height, width = array.shape[:2]
     out_h, out_w = crop
-    top, left = (height - out_h) // 2, (width - out_w) // 2
+    top, left = _offset(height - out_h, rounding), _offset(width - out_w, rounding)
     if top >= 0 and left >= 0:
         return array[top : top + out_h, left : left + out_w]
     padded = np.zeros((max(height, out_h), max(width, out_w)) + array.shape[2:], array.dtype)

@@ -9,7 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from demo import settings
+from koclip import hub, registry
+
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "koclip-base"  # what demo/models.py starts on when it can be had
 
 
 def pins() -> dict[str, str]:
@@ -17,18 +23,32 @@ def pins() -> dict[str, str]:
     return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
 
 
-def space_header() -> dict[str, str]:
+def space_header() -> dict:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     header = re.match(r"---\n(.*?)\n---\n", text, re.S)
     assert header, "README.md must start with the Space's YAML header"
-    return dict(line.split(": ", 1) for line in header.group(1).splitlines())
+    return yaml.safe_load(header.group(1))
 
 
 def test_the_readme_header_runs_app_py_with_the_pinned_streamlit():
     header = space_header()
     assert header["sdk"] == "streamlit" and header["app_file"] == "app.py"
     assert header["sdk_version"] == pins()["streamlit"]
-    assert header["python_version"].strip('"') == "3.11"
+    assert header["python_version"] == "3.11"
+
+
+def test_the_header_links_and_preloads_only_what_the_app_uses():
+    header = space_header()
+    known = {info.repo_id for info in registry.MODELS.values() if info.repo_id} | {registry.KLUE_TOKENIZER}
+    assert set(header["models"]) <= known and "koclip/koclip-base" in header["models"]
+    assert header["datasets"] == [settings.gallery_dataset().name]
+    assert 0 < len(header["short_description"]) <= 60 and header["tags"]
+    preloaded = dict(line.split(" ", 1) for line in header["preload_from_hub"])
+    assert set(preloaded) == {registry.MODELS[DEFAULT_MODEL].repo_id, registry.KLUE_TOKENIZER}
+    # each file list is what koclip.load fetches from that repo, less files the repo lacks
+    assert set(preloaded[registry.KLUE_TOKENIZER].split(",")) == set(hub.TOKENIZER_FILES)
+    model_files = set(preloaded[registry.MODELS[DEFAULT_MODEL].repo_id].split(","))
+    assert {"config.json", "flax_model.msgpack"} == model_files and model_files <= set(hub.WEIGHT_FILES)
 
 
 def test_the_requirements_install_without_torch_cuda_or_transformers(tmp_path):

@@ -19,7 +19,7 @@ from koclip.models import convert
 from koclip.models.config import KoCLIPConfig
 from koclip.models.dual_encoder import DualEncoder, param_shapes
 
-BACKENDS = ("auto", "flax", "torch")
+BACKENDS = ("auto", "flax", "torch", "onnx")  # "onnx": an ONNX export, koclip.models.onnx_backend
 PRECISIONS = ("float32", "bfloat16")
 # Below this many weights a model's queries are quick, while XLA's optimising passes make each compile
 # much longer; such models are compiled at the lowest optimisation level instead.

@@ -236,9 +236,10 @@ class KoCLIPConfig:
             logit_scale_init_value=float(d.get("logit_scale_init_value", 2.6592)),
             text_pooling=d.get("text_pooling", "pooler"),
             # koclip's own format names its convention; older koclip folders (koclip-mini) used RoBERTa's.
-            text_positions=POSITIONS_FROM_ZERO
-            if model_type in PUBLISHED_FORMATS
-            else d.get("text_positions", POSITIONS_ROBERTA),
+            # The published formats were trained from zero; koclip's transformers export names its own.
+            text_positions=d.get(
+                "text_positions", POSITIONS_FROM_ZERO if model_type in PUBLISHED_FORMATS else POSITIONS_ROBERTA
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,11 +34,13 @@ def _relayout(leaf: str, array: np.ndarray, axes: dict[int, tuple[int, ...]]) ->
 
 def flax_to_torch(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """A Flax parameter tree as a flat PyTorch state dict with TorchDualEncoder's keys, each array laid out as
-    PyTorch's layers want it (Dense kernels transposed, Conv kernels HWIO as OIHW) and contiguous."""
-    return {
-        _torch_key(path): np.ascontiguousarray(_relayout(path[-1], np.asarray(value), _TO_TORCH))
-        for path, value in flatten_dict(params).items()
-    }
+    PyTorch's layers want it (Dense kernels transposed, Conv kernels HWIO as OIHW), contiguous; a 0-d leaf
+    (the logit scale) stays 0-d."""
+    out = {}
+    for path, value in flatten_dict(params).items():
+        array = _relayout(path[-1], np.asarray(value), _TO_TORCH)
+        out[_torch_key(path)] = np.ascontiguousarray(array).reshape(array.shape)  # keeps a 0-d leaf 0-d
+    return out
 
 
 def torch_to_flax(state_dict: Mapping[str, np.ndarray], template: Mapping[str, Any]) -> dict:
