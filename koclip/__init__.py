@@ -35,6 +35,7 @@ MOVED = {
     "backends": "koclip.models.backends",
     "model": "koclip.models.dual_encoder",
     "torch_model": "koclip.models.torch_twin",
+    "processing": "koclip.text_batches",
 }
 
 

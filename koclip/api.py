@@ -22,18 +22,17 @@ from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.images import ImageInput, open_image
 from koclip.models import onnx_backend
 from koclip.models.config import PUBLISHED_FORMATS, KoCLIPConfig
-from koclip.processing import (
+from koclip.registry import DEFAULT_TEMPLATE
+from koclip.text_batches import (
     BATCH_BUCKETS,
     TextProcessor,
     batches,
     bucket,
-    checkpoint_image_transform,
     pad_rows,
 )
-from koclip.registry import DEFAULT_TEMPLATE
 from koclip.tokenizer import load as load_tokenizer
 from koclip.transform import FILE as PREPROCESSOR_FILE
-from koclip.transform import ImageTransform
+from koclip.transform import ImageTransform, checkpoint_image_transform
 
 if TYPE_CHECKING:  # the Flax and PyTorch backends are imported when used: an ONNX export needs neither
     from koclip.models import backends

@@ -1,7 +1,7 @@
 """Named models: where their weights live and which tokenizer goes with them.
 
 The model code never decides this; a name (or a Hub id) is looked up here first. Preprocessing
-follows from the checkpoint itself (`processing.checkpoint_image_transform`).
+follows from the checkpoint itself (`transform.checkpoint_image_transform`).
 """
 
 from __future__ import annotations

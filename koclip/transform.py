@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from koclip.errors import KoCLIPError
+from koclip.models.config import PUBLISHED_FORMATS, KoCLIPConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -204,3 +205,18 @@ def _center_crop(array: np.ndarray, crop: tuple[int, int], rounding: str = "floo
     padded[top_pad : top_pad + height, left_pad : left_pad + width] = array
     top, left = top + top_pad, left + left_pad
     return padded[max(0, top) : top + out_h, max(0, left) : left + out_w]
+
+
+def checkpoint_image_transform(directory: Path, config: KoCLIPConfig, model_format: str) -> ImageTransform:
+    """The image preprocessing that goes with a checkpoint.
+
+    The published formats always get the transform they were trained with (`training`: the CLIP
+    transform with torchvision's crop offset, at the vision tower's size), whatever processor their
+    folder holds. Other checkpoints get the folder's
+    preprocessor_config.json when it has one, else a transform that suits their vision tower.
+    """
+    if model_format in PUBLISHED_FORMATS:
+        return ImageTransform.training(config.image_size)
+    if (directory / FILE).is_file():
+        return ImageTransform.read(directory / FILE)
+    return (ImageTransform.clip if config.vision_type == "clip" else ImageTransform.vit)(config.image_size)

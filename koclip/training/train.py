@@ -40,8 +40,8 @@ from koclip.models.config import (
     RobertaConfig,
 )
 from koclip.models.dual_encoder import DualEncoder, init_params
-from koclip.processing import pad_token_ids
 from koclip.registry import CLIP_VISION, KLUE_TOKENIZER
+from koclip.text_batches import pad_token_ids
 from koclip.tokenizer import load as load_tokenizer
 from koclip.tokenizer import train_wordpiece
 from koclip.training import evaluate

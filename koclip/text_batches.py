@@ -1,4 +1,4 @@
-"""Text and image preprocessing, with padding to a few fixed shapes.
+"""Text batches: token ids and masks padded to a few fixed shapes.
 
 Flax compiles once per input shape. Texts are padded to a length bucket and batches to a size
 bucket, so a stream of queries of any length compiles at most once per (length, batch) bucket.
@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from koclip.models.config import PUBLISHED_FORMATS, KoCLIPConfig
 from koclip.tokenizer import Tokenizer
-from koclip.transform import FILE as PREPROCESSOR_FILE
-from koclip.transform import ImageTransform
 
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 BATCH_BUCKETS = (1, 4, 16, 64)
@@ -80,18 +76,3 @@ class TextProcessor:
         return pad_token_ids(
             encoded, bucket(max(len(ids) for ids in encoded), self.buckets), self.tokenizer.pad_token_id
         )
-
-
-def checkpoint_image_transform(directory: Path, config: KoCLIPConfig, model_format: str) -> ImageTransform:
-    """The image preprocessing that goes with a checkpoint.
-
-    The published formats always get the transform they were trained with (`training`: the CLIP
-    transform with torchvision's crop offset, at the vision tower's size), whatever processor their
-    folder holds. Other checkpoints get the folder's
-    preprocessor_config.json when it has one, else a transform that suits their vision tower.
-    """
-    if model_format in PUBLISHED_FORMATS:
-        return ImageTransform.training(config.image_size)
-    if (directory / PREPROCESSOR_FILE).is_file():
-        return ImageTransform.read(directory / PREPROCESSOR_FILE)
-    return (ImageTransform.clip if config.vision_type == "clip" else ImageTransform.vit)(config.image_size)
