@@ -289,7 +289,8 @@ transformers' `pipeline("zero-shot-image-classification", model="OWNER/NAME")` r
 `VisionTextDualEncoderModel` is not in its list of classes, and works); pass
 `hypothesis_template="{DEFAULT_TEMPLATE}"`, the prompt the model was served with."""
         positions = (
-            "The position-embedding rows are stored moved down by `padding_idx + 1` (2), so RoBERTa's own "
+            f"The position-embedding rows are stored moved down by `padding_idx + 1` "
+            f"({model.config.text_config.pad_token_id + 1}), so RoBERTa's own "
             "position numbering reads the rows training used (positions 0, 1, 2, …): no `position_ids` "
             "argument is needed. Texts are read up to "
             f"{model.max_text_length} tokens (the tokenizer's `model_max_length`)."

@@ -54,6 +54,9 @@ class OnnxBackend:
             raise KoCLIPError(f'backend="onnx" needs onnxruntime, which is not installed: {INSTALL}') from None
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # Idle worker threads would spin for a while after each call, taking the CPU from whatever
+        # runs next in the process (the tokenizer, another backend, the app's server).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cpu = ["CPUExecutionProvider"]
         self._text = onnxruntime.InferenceSession(str(Path(directory) / TEXT_FILE), options, providers=cpu)
         self._image = onnxruntime.InferenceSession(str(Path(directory) / IMAGE_FILE), options, providers=cpu)
