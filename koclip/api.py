@@ -363,9 +363,8 @@ def random_model(name: str = "koclip-base", backend: str = "auto", seed: int = 0
     Hugging Face cache, else a small Korean WordPiece (which changes no shape and no cost).
     """
     from koclip.models import backends, convert
-    from koclip.models.config import published_architecture
     from koclip.models.dual_encoder import init_params
-    from koclip.registry import KLUE_TOKENIZER
+    from koclip.registry import KLUE_TOKENIZER, published_architecture
     from koclip.tokenizer import train_wordpiece
 
     backends.check(backend, precision)  # before the weights: koclip-base has 425M to initialise

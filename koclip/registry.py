@@ -1,4 +1,5 @@
-"""Named models: where their weights live and which tokenizer goes with them.
+"""Named models: where their weights live, which tokenizer goes with them, and the published ones'
+architectures (`published_architecture`).
 
 The model code never decides this; a name (or a Hub id) is looked up here first. Preprocessing
 follows from the checkpoint itself (`transform.checkpoint_image_transform`).
@@ -8,6 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from koclip.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from koclip.models.config import KoCLIPConfig
 
 BUNDLED_DIR = Path(__file__).parent / "assets"
 KLUE_TOKENIZER = "klue/roberta-large"  # also the text tower koclip-base and koclip-large start from
@@ -85,3 +92,38 @@ def lookup(name_or_repo: str) -> ModelInfo | None:
     if name_or_repo in MODELS:
         return MODELS[name_or_repo]
     return next((m for m in MODELS.values() if m.repo_id == name_or_repo), None)
+
+
+def published_architecture(name: str) -> KoCLIPConfig:
+    """The shapes of a published model, as its config.json gives them: klue/roberta-large's text
+    tower with CLIP ViT-B/32 (koclip-base) or ViT-L/16 at 224 pixels (koclip-large)."""
+    # imported here: `import koclip` (the CLI's start) reads this module, and needs no configs
+    from koclip.models.config import POSITIONS_FROM_ZERO, ClipVisionConfig, KoCLIPConfig, RobertaConfig, VitConfig
+
+    text = RobertaConfig(
+        vocab_size=32000,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        max_position_embeddings=514,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
+    visions = {
+        "koclip-base": lambda: ClipVisionConfig(),  # the defaults are ViT-B/32 at 224 pixels
+        "koclip-large": lambda: VitConfig(
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            patch_size=16,
+            image_size=224,
+        ),
+    }
+    if name not in visions:
+        trained = ' (koclip-mini ships trained: koclip.load("koclip-mini"))' if name == "koclip-mini" else ""
+        raise UnknownModelError(f"no published architecture named {name!r}; choose {' or '.join(visions)}{trained}")
+    return KoCLIPConfig(text, visions[name](), projection_dim=512, text_positions=POSITIONS_FROM_ZERO)

@@ -124,8 +124,8 @@ def test_image_modes_become_rgb_and_exif_orientation_is_applied():
 def test_published_architectures_have_the_published_sizes(name, weights):
     import jax
 
-    from koclip.models.config import published_architecture
     from koclip.models.dual_encoder import param_shapes
+    from koclip.registry import published_architecture
 
     shapes = param_shapes(published_architecture(name))
     count = sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(shapes))

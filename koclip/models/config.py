@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from koclip.errors import KoCLIPError, UnknownModelError
+from koclip.errors import KoCLIPError
 
 # The `model_type` strings each format may use for its towers.
 CLIP_VISION_TYPES = ("clip", "clip_vision_model")
@@ -253,35 +253,3 @@ class KoCLIPConfig:
             "text_config": self.text_config.to_dict(),
             "vision_config": self.vision_config.to_dict(),
         }
-
-
-def published_architecture(name: str) -> KoCLIPConfig:
-    """The shapes of a published model, as its config.json gives them: klue/roberta-large's text
-    tower with CLIP ViT-B/32 (koclip-base) or ViT-L/16 at 224 pixels (koclip-large)."""
-    text = RobertaConfig(
-        vocab_size=32000,
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        max_position_embeddings=514,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        type_vocab_size=1,
-    )
-    visions = {
-        "koclip-base": lambda: ClipVisionConfig(),  # the defaults are ViT-B/32 at 224 pixels
-        "koclip-large": lambda: VitConfig(
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            intermediate_size=4096,
-            patch_size=16,
-            image_size=224,
-        ),
-    }
-    if name not in visions:
-        trained = ' (koclip-mini ships trained: koclip.load("koclip-mini"))' if name == "koclip-mini" else ""
-        raise UnknownModelError(f"no published architecture named {name!r}; choose {' or '.join(visions)}{trained}")
-    return KoCLIPConfig(text, visions[name](), projection_dim=512, text_positions=POSITIONS_FROM_ZERO)

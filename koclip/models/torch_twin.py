@@ -40,7 +40,7 @@ class _ChannelNorm(nn.LayerNorm):
 
 
 class TorchConvTower(nn.Module):
-    """The PyTorch twin of koclip's small CNN image tower (`ConvTower`, koclip-mini's), with the parameters
+    """The PyTorch twin of koclip's small CNN image tower (`conv.ConvTower`, koclip-mini's), with the parameters
     `convert.flax_to_torch` gives it."""
 
     def __init__(self, cfg: ConvTowerConfig):
