@@ -226,6 +226,22 @@ def test_xm3600_layout_is_scored_and_first_caption_recall_matches_eval(tmp_path,
     )
 
 
+def test_the_fake_hub_koclip_base_is_scored_with_its_revision_and_a_limit_reuses_the_cache(space, tmp_path, capsys):
+    folder, _ = xm3600_folder(tmp_path, n=20)
+    base = ["bench", "--model", "koclip-base", "--data", f"xm3600-ko={folder}", "--cache", str(tmp_path / "c")]
+    assert cli([*base, "--json"]) == 0
+    results = [r for r in json.loads(capsys.readouterr().out)["results"] if r["model_revision"] != "published"]
+    assert {r["model"] for r in results} == {"koclip-base"} and {r["images"] for r in results} == {20}
+    assert results[0]["model_revision"] == koclip.load("koclip-base").revision != "unsaved"
+    chunks = sorted(p.name for p in (tmp_path / "c").glob("*/*.npy"))
+    assert cli([*base, "--limit", "8", "--json"]) == 0
+    assert {
+        r["images"] for r in json.loads(capsys.readouterr().out)["results"] if r["model_revision"] != "published"
+    } == {8}
+    new = sorted(p.name for p in (tmp_path / "c").glob("*/*.npy"))
+    assert len(new) - len(chunks) == 2  # only the 8-caption query lists are new; the images came from the cache
+
+
 def test_missing_and_odd_columns_are_named(tmp_path):
     import datasets
 

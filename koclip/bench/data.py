@@ -160,10 +160,10 @@ def open_data(
     columns = (bench.image_column, bench.text_column, bench.label_column)
     instead = f"save it elsewhere with save_to_disk, copy it here and give --data {name}=FOLDER"
     rows = _open(source, bench.split, columns, instead if name in BENCHMARKS else "name a dataset folder instead")
+    fingerprint = getattr(rows, "_fingerprint", "")  # of all the rows: a --limit run shares their cache
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
     images = _image_rows(rows, source, bench.image_column)
-    fingerprint = getattr(rows, "_fingerprint", "")
     data = Data(
         name,
         bench.task,
