@@ -125,7 +125,8 @@ def mini():
     return koclip.load("koclip-mini", backend="flax")
 
 
-def test_a_koclip_model_through_the_adapter_scores_in_clip_benchmark_as_in_bench(mini):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["koclip pixels", "any encoder, RGB bytes"])
+def test_a_model_through_the_adapter_scores_in_clip_benchmark_as_in_bench(mini, wrapped):
     scenes_ = data.open_data("scenes", scenes=60)
     # Identical captions of different scenes tie, and CLIP_benchmark's torch.topk orders ties its own way:
     # keep the captions no other scene has.
@@ -138,7 +139,8 @@ def test_a_koclip_model_through_the_adapter_scores_in_clip_benchmark_as_in_bench
     captions = [[t for t in scenes_.captions[i] if counts[t] == 1] for i in keep]
     rows = data.Data("unique", "retrieval", "generated", "-", "unique", len(keep), lambda a, b: images[a:b], captions)
     ours = run.score(mini, rows, cache.EmbeddingCache(None), batch_size=16, progress=False)
-    adapted = ClipBenchmarkModel(mini)
+    adapted = ClipBenchmarkModel(Counting(mini) if wrapped else mini)
+    assert adapted.preprocessed != wrapped
     theirs = clip_benchmark_retrieval(adapted, [adapted.transform(im) for im in images], captions, batch_size=16)
     figures = {(r["setting"], r["metric"]): r["value"] for r in ours}
     for k in (1, 5, 10):
@@ -371,6 +373,10 @@ def test_cli_help_a_scene_run_in_json_and_compare(tmp_path, capsys):
     assert cli(["bench", "--compare", str(path), str(path)]) == 0
     table = capsys.readouterr().out
     assert table.count("| koclip-mini | scenes-objects (30) | ensemble |") == 1
+    assert cli(["bench", "--compare", str(path), "--model", "koclip-mini"]) == 2
+    assert "--compare prints saved results" in capsys.readouterr().err
+    assert cli(["bench", "--data", "nonesuch=/tmp"]) == 2
+    assert "'nonesuch' is not a benchmark name" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{}")
     assert cli(["bench", "--compare", str(tmp_path / "bad.json")]) == 2
     assert "is not a result file written by `bench --json`" in capsys.readouterr().err

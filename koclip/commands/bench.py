@@ -7,14 +7,12 @@ import argparse
 import json
 import sys
 
+from koclip.bench.data import BENCHMARKS
 from koclip.commands import int_at_least
 from koclip.errors import InvalidInputError
 
-BENCHMARK_NAMES = ("xm3600-ko", "xm3600-en", "xtd10-ko", "cifar10-ko", "scenes", "scenes-en", "scenes-objects")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument(
         "--model",
         action="append",
@@ -25,30 +23,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         action="append",
-        help=f"a benchmark, repeatable: {', '.join(BENCHMARK_NAMES)}; NAME=FOLDER reads that benchmark from a "
+        help=f"a benchmark, repeatable: {', '.join(BENCHMARKS)}; NAME=FOLDER reads that benchmark from a "
         "folder datasets' save_to_disk wrote; or any dataset folder or Hub dataset with images and captions "
         "(--split, --image-column, --text-column). Default: scenes",
     )
-    parser.add_argument("--split", default="test", help="split of a dataset that is not a named benchmark")
-    parser.add_argument("--image-column", default="image", help="image column of a dataset that is not a benchmark")
+    parser.add_argument(
+        "--split", default="test", help="split of a dataset that is not a named benchmark (default: test)"
+    )
+    parser.add_argument(
+        "--image-column", default="image", help="image column of a dataset that is not a benchmark (default: image)"
+    )
     parser.add_argument(
         "--text-column",
         default="captions",
-        help="caption (or list of captions) column of a dataset that is not a benchmark",
+        help="caption (or list of captions) column of a dataset that is not a benchmark (default: captions)",
     )
     parser.add_argument("--limit", type=int_at_least(1), help="score the first N images only (default: all)")
-    parser.add_argument("--scenes", type=int_at_least(10, 100_000), default=500, help="images in a generated scene set")
     parser.add_argument(
-        "--scene-size", type=int_at_least(16, 1024), default=64, help="pixels a side of generated scenes"
+        "--scenes", type=int_at_least(10, 100_000), default=500, help="images in a generated scene set (default: 500)"
     )
-    parser.add_argument("--batch-size", type=int_at_least(1, 4096), default=64, help="images or texts encoded at once")
+    parser.add_argument(
+        "--scene-size", type=int_at_least(16, 1024), default=64, help="pixels a side of generated scenes (default: 64)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int_at_least(1, 4096), default=64, help="images or texts encoded at once (default: 64)"
+    )
     parser.add_argument(
         "--cache",
         default=None,
         help="folder for embeddings, per model, revision and rows (default: $KOCLIP_BENCH_CACHE or "
         "~/.cache/koclip/bench); 'off' keeps none",
     )
-    parser.add_argument("--backend", default="auto", choices=("auto", "flax", "torch"), help="for koclip models")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "flax", "torch"),
+        help="how koclip models run (default: auto: PyTorch for full-size models where installed)",
+    )
     parser.add_argument("--json", action="store_true", help="print every figure as JSON (progress bars go to stderr)")
     parser.add_argument(
         "--compare",
