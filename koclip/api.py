@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import functools
-import hashlib
 import os
 import string
 import threading
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from koclip import hub
+from koclip.bench import scoring
 from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.images import ImageInput, open_image
 from koclip.models import onnx_backend
@@ -145,17 +145,7 @@ class KoCLIP:
     @functools.cached_property
     def revision(self) -> str:
         """The Hub commit for a cached snapshot; otherwise a digest of the weight files."""
-        if self.directory is None:
-            return "unsaved"
-        if self.directory.parent.name == "snapshots":
-            return self.directory.name
-        digest = hashlib.sha256()
-        for path in sorted(self.directory.glob("*")):
-            if path.suffix in (".msgpack", ".safetensors", ".bin", ".json") and path.is_file():
-                with path.open("rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(chunk)
-        return "sha256:" + digest.hexdigest()[:16]
+        return "unsaved" if self.directory is None else hub.revision(self.directory)
 
     @property
     def dim(self) -> int:
@@ -303,9 +293,7 @@ class KoCLIP:
     def label_embeddings(self, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> np.ndarray:
         """One embedding per label: the renormalised mean over the templates (a prompt ensemble)."""
         prompts = self.prompts(labels, template)
-        flat = self.encode_text([p for group in prompts for p in group])
-        mean = flat.reshape(len(prompts), len(prompts[0]), -1).mean(axis=1)
-        return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+        return scoring.ensemble(self.encode_text([p for group in prompts for p in group]), len(prompts))
 
     def classify(self, image: ImageInput, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> list[tuple[str, float]]:
         """Zero-shot classification: (label, probability) pairs, most probable first."""

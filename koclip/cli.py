@@ -21,6 +21,7 @@ COMMANDS = {
     "search": "Search a gallery with a text query or an image.",
     "train": "Train a KoCLIP dual encoder contrastively.",
     "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
+    "bench": "Score models on Korean benchmarks (XM3600, XTD10, CIFAR-10) by CLIP_benchmark's rules.",
     "export": "Export a model for stock transformers or ONNX Runtime.",
 }
 

@@ -7,6 +7,7 @@ what is missing, where it was looked for, and how to get it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -195,3 +196,17 @@ def download(name: str) -> list[Path]:
         return [resolve(name).directory]
     resolved = resolve(name, downloading=True)
     return [resolved.directory, tokenizer_dir(resolved, downloading=True)]
+
+
+def revision(directory: Path) -> str:
+    """The Hub commit of a snapshot folder in the Hugging Face cache; for any other folder, a digest
+    of its weight and configuration files, so that other weights under the same name tell apart."""
+    if directory.parent.name == "snapshots":
+        return directory.name
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*")):
+        if path.suffix in (".msgpack", ".safetensors", ".bin", ".json") and path.is_file():
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return "sha256:" + digest.hexdigest()[:16]

@@ -41,7 +41,8 @@ def assert_light(imported: set[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--help"], *([name, "--help"] for name in ("download", "scenes", "index", "search", "train", "eval"))]
+    "argv",
+    [["--help"], *([name, "--help"] for name in ("download", "scenes", "index", "search", "train", "eval", "bench"))],
 )
 def test_help_imports_nothing_heavy(argv):
     code, out, err, imported = run(*argv)

@@ -8,7 +8,6 @@ level: what a model that ranks at random scores on the same data.
 from __future__ import annotations
 
 import functools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,12 +17,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from koclip.api import KoCLIP
+from koclip.bench.scoring import recall_at_k, recall_chance
 from koclip.data import scenes
 from koclip.patches import grid_boxes
 from koclip.registry import DEFAULT_TEMPLATE
 
 COLOR_LABEL = "{} 것"  # "빨간 것": a bare adjective needs a noun to read as Korean
-KS = (1, 5, 10)
 PRECISION_KINDS = ("color_shape", "size_color_shape", "position_color_shape")
 CROWDED_SCALE = 4  # the crowded gallery holds this many times as many scenes as the plain one
 
@@ -39,24 +38,6 @@ def object_label(obj: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- retrieval
-
-
-def recall_at_k(similarity: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """Share of queries (rows) with a relevant item among their top k columns."""
-    order = np.argsort(-similarity, axis=1, kind="stable")
-    hits = np.take_along_axis(relevant, order, axis=1)
-    return {f"R@{k}": float(hits[:, :k].any(axis=1).mean()) for k in ks}
-
-
-def recall_chance(relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """The expected `recall_at_k` of a random ranking: a row with r relevant of n columns misses
-    them all in its top k with probability C(n - r, k) / C(n, k)."""
-    n = relevant.shape[1]
-    counts = relevant.sum(axis=1)
-    return {
-        f"R@{k}": float(np.mean([1 - math.comb(n - r, min(k, n)) / math.comb(n, min(k, n)) for r in counts]))
-        for k in ks
-    }
 
 
 def retrieval(model: KoCLIP, images: Sequence, captions: Sequence[str], relevant: np.ndarray | None = None) -> dict:
@@ -392,10 +373,11 @@ def _put(tree: dict, path: tuple[str, ...], value) -> None:
 
 def evaluate_dataset(model: KoCLIP, name: str, split: str, image_column: str, text_column: str, n: int) -> dict:
     """Recall@1/5/10 on the first `n` rows of a captioned dataset (the first caption of each row)."""
+    from koclip.data.datasets import image_column as images_in
     from koclip.data.datasets import open_dataset
 
     rows = open_dataset(name, split, (image_column, text_column))
-    rows = rows.select(range(min(n, len(rows))))
+    rows = images_in(rows.select(range(min(n, len(rows)))), name, image_column)
     captions = [t if isinstance(t, str) else t[0] for t in rows[text_column]]
     return {
         "model": model.name,
