@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from koclip import hub
-from koclip.bench import scoring
 from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.images import ImageInput, open_image
 from koclip.models import onnx_backend
@@ -79,6 +78,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """exp(logits) normalised to sum to 1, computed without overflow."""
     probs = np.exp(logits - logits.max())
     return probs / probs.sum()
+
+
+def ensemble(prompt_embeddings: np.ndarray, labels: int) -> np.ndarray:
+    """One embedding per label from `labels` x T prompt embeddings (label-major rows): each prompt's
+    embedding normalised, the T averaged, the mean renormalised (a prompt ensemble)."""
+    flat = np.asarray(prompt_embeddings, np.float32)
+    flat = flat / np.linalg.norm(flat, axis=-1, keepdims=True)
+    mean = flat.reshape(labels, len(flat) // labels, -1).mean(axis=1)
+    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +301,7 @@ class KoCLIP:
     def label_embeddings(self, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> np.ndarray:
         """One embedding per label: the renormalised mean over the templates (a prompt ensemble)."""
         prompts = self.prompts(labels, template)
-        return scoring.ensemble(self.encode_text([p for group in prompts for p in group]), len(prompts))
+        return ensemble(self.encode_text([p for group in prompts for p in group]), len(prompts))
 
     def classify(self, image: ImageInput, labels: Sequence[str], template=DEFAULT_TEMPLATE) -> list[tuple[str, float]]:
         """Zero-shot classification: (label, probability) pairs, most probable first."""

@@ -15,6 +15,7 @@ from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
 from PIL import Image
 
 import koclip
+from koclip import api
 from koclip.bench import cache, data, encoders, report, run, scoring
 from koclip.bench.adapter import ClipBenchmarkModel
 from koclip.cli import main as cli
@@ -98,7 +99,7 @@ def test_classification_equals_clip_benchmark_on_the_same_embeddings(templates):
     labels, n = list(data.CIFAR10_KO), 120
     prompts = [t.format(label) for label in labels for t in templates]
     prompt_emb = unit(rng, len(prompts)) * rng.uniform(0.5, 2, size=(len(prompts), 1)).astype(np.float32)
-    classes = scoring.ensemble(prompt_emb, len(labels))
+    classes = api.ensemble(prompt_emb, len(labels))
     targets = rng.integers(0, len(labels), n)
     image_emb = classes[targets] + 1.2 * unit(rng, n)
     image_emb /= np.linalg.norm(image_emb, axis=1, keepdims=True)

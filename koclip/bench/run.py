@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from koclip.api import ensemble
 from koclip.bench import scoring
 from koclip.bench.cache import EmbeddingCache, texts_identity
 from koclip.bench.data import TEMPLATE_SETS, Data
@@ -50,7 +51,7 @@ def score(
         for name in templates:
             prompts = [template.format(label) for label in data.labels for template in TEMPLATE_SETS[name]]
             embedded = _texts(encoder, cache, prompts, batch_size, f"{data.name} prompts", progress)
-            classes = scoring.ensemble(embedded, len(data.labels))
+            classes = ensemble(embedded, len(data.labels))
             for metric, value in scoring.classification(images, classes, data.targets).items():
                 records.append(
                     base

@@ -75,15 +75,6 @@ def retrieval(text_embeddings: np.ndarray, image_embeddings: np.ndarray, owner: 
     }
 
 
-def ensemble(prompt_embeddings: np.ndarray, labels: int) -> np.ndarray:
-    """One embedding per label from `labels` x T prompt embeddings (label-major rows): each prompt's
-    embedding normalised, the T averaged, the mean renormalised (a prompt ensemble)."""
-    flat = np.asarray(prompt_embeddings, np.float32)
-    flat = flat / np.linalg.norm(flat, axis=-1, keepdims=True)
-    mean = flat.reshape(labels, len(flat) // labels, -1).mean(axis=1)
-    return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
-
-
 def classification(image_embeddings: np.ndarray, class_embeddings: np.ndarray, targets: Sequence[int]) -> dict:
     """Zero-shot top-1 and top-5 accuracy and mean per-class recall of normalised image embeddings
     against one embedding per class; `targets[i]`: image i's class. Top-5 is None under 5 classes."""
