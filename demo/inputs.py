@@ -15,8 +15,8 @@ import streamlit as st
 from PIL import Image
 
 import koclip
-from demo import models, webimage
-from koclip import domain
+from demo import models
+from koclip import domain, webimage
 from koclip.api import MAX_TEXT_CHARS, word_list
 from koclip.data import scenes
 from koclip.errors import KoCLIPError

@@ -14,6 +14,10 @@ time they are used, so a test can change them.
                              (default: the app's embeddings/ folder; on a Space with persistent
                              storage, /data/embeddings). The galleries the app ships with (see
                              registry.ModelInfo.gallery) are offered wherever this points.
+  KOCLIP_API                 "1" mounts the search service (koclip.serve) under /api beside the
+                             pages: clip-retrieval's /api/knn-service and the JSON API, on the
+                             default model's galleries, sharing the pages' loaded model
+                             (default: off)
   KOCLIP_COMPILATION_CACHE   (read by koclip.models.backends) where compiled Flax programs are
                              kept, so a restarted server skips
                              compiling (default: ~/.cache/koclip/xla; "off" turns it off)
@@ -34,6 +38,11 @@ SHIPPED_EMBEDDINGS = APP_ROOT / "embeddings"
 
 def default_model() -> str | None:
     return os.environ.get("KOCLIP_MODEL") or None
+
+
+def api_enabled() -> bool:
+    """Whether the operator asked for the search service beside the pages (KOCLIP_API)."""
+    return (os.environ.get("KOCLIP_API") or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def embeddings_dir() -> Path:

@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
     "bench": "Score models on Korean benchmarks (XM3600, XTD10, CIFAR-10) by CLIP_benchmark's rules.",
     "export": "Export a model for stock transformers or ONNX Runtime.",
+    "serve": "Serve galleries over HTTP: clip-retrieval's back-end protocol and a JSON API.",
 }
 
 

@@ -30,3 +30,23 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
     CLIPModel(config).eval().save_pretrained(directory)
     CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+def clip_client():
+    """clip-retrieval's own `ClipClient` class (clip_retrieval/clip_client.py, which needs only requests).
+
+    Imported without running the package's __init__, which imports all of clip-back and its models
+    (Flask, torch, open_clip, ...): the package is installed with --no-deps.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if "clip_retrieval" not in sys.modules:
+        spec = importlib.util.find_spec("clip_retrieval")
+        assert spec is not None, "clip-retrieval is not installed: scripts/setup.sh requirements-dev.txt installs it"
+        package = types.ModuleType("clip_retrieval")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["clip_retrieval"] = package
+    return importlib.import_module("clip_retrieval.clip_client").ClipClient

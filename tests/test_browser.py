@@ -8,17 +8,11 @@ Screenshots land in tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import servers
 from PIL import Image
 
 from koclip.data import scenes
@@ -48,62 +42,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclasses.dataclass(frozen=True)
-class Server:
-    url: str
-    process: subprocess.Popen
-
-
 @contextlib.contextmanager
 def serve(env: dict[str, str], log_name: str):
-    """A headless Streamlit server of the app, with `env` added to this process's environment."""
-    port = free_port()
+    """A headless Streamlit server of the app, its log in tests/artifacts/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.fileWatcherType",
-        "none",
-    ]
-    with open(ARTIFACTS / log_name, "wb") as log:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, f"streamlit exited early; see {ARTIFACTS / log_name}"
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, "streamlit did not become healthy within 60 s"
-                time.sleep(0.5)
-            yield Server(url, process)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with servers.streamlit_app(env, ARTIFACTS / log_name) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import koclip
-from demo import webimage
+from koclip import webimage
 from koclip.cli import main as cli
 from koclip.data import scenes
 from koclip.patches import rank_patches

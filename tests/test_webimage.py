@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from demo import webimage
-from demo.webimage import FetchError, fetch_bytes, fetch_image, is_public
+from koclip import webimage
 from koclip.errors import InvalidImageError
+from koclip.webimage import FetchError, fetch_bytes, fetch_image, is_public
 
 
 def _png() -> bytes:

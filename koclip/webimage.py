@@ -180,7 +180,7 @@ def fetch_bytes(
         watchdog.daemon = True
         watchdog.start()
         try:
-            connection.request("GET", hop.target, headers={"User-Agent": "koclip-demo", "Accept": "image/*"})
+            connection.request("GET", hop.target, headers={"User-Agent": "koclip", "Accept": "image/*"})
             sock = connection.sock  # the connection lets go of it once the response says it will close
             sock.settimeout(max(deadline - time.monotonic(), 0.01))
             response = connection.getresponse()
