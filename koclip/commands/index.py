@@ -19,7 +19,7 @@ from koclip.commands import (
 from koclip.data.scenes import MIN_SIZE
 from koclip.errors import InvalidInputError, KoCLIPError
 from koclip.search import tuning
-from koclip.search.gallery import ANN_THRESHOLD, DTYPES, MANIFEST, occupied
+from koclip.search.gallery import ANN_THRESHOLD, DTYPES, EXACT, MANIFEST, occupied
 
 # Options that count only with one kind of SOURCE, with their defaults.
 DATASET_OPTIONS = {"split": "train", "image_column": "image", "caption_column": None}
@@ -47,9 +47,20 @@ manifest.json. Images that cannot be read are skipped, named on stderr and liste
 the gallery can be searched only once the run has finished. With --overwrite the old gallery stays
 searchable until the new one, complete, takes its place.
 
+With --append, SOURCE adds to the finished gallery in --out: the images it does not hold already
+(matched by path in the folder, row or scene number, so SOURCE must be the gallery's own: the same
+folder, dataset and split, or scene seed and size; a folder may have gained images, scenes --n may
+be larger) are encoded and added after its rows, whose numbers stay valid. The model and --dtype
+must be the gallery's. The grown gallery is built beside the old one, which stays searchable until
+it takes its place; an interrupted append resumes when run again. A gallery that reaches
+--ann-threshold gets its index tuned; one that has an index keeps its kind and parameters, rebuilt
+on every row, until it has more than {growth} times the rows they were measured at (or they no
+longer fit --memory-budget), when they are measured again.
+
 examples:
   python -m koclip index photos/ --model koclip-base --out embeddings/photos
   python -m koclip index scenes --n 2000 --model koclip-mini --out embeddings/scenes
+  python -m koclip index photos/ --model koclip-base --out embeddings/photos --append
   python -m koclip index samples --model koclip-base --out embeddings/koclip-base-samples
   python -m koclip index data/scenes --dataset --caption-column caption_ko --model koclip-mini \\
       --out embeddings/scenes-ds"""
@@ -67,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m koclip index`."""
     positive = int_at_least(1)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = DETAILS
+    parser.epilog = DETAILS.format(growth=tuning.RETUNE_GROWTH)
     parser.add_argument(
         "source", metavar="SOURCE", help="image folder, dataset (with --dataset), 'scenes' or 'samples'"
     )
@@ -77,10 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
         choices=DTYPES,
-        default="float32",
-        help="stored vector type; float16 halves the file (default: float32)",
+        default=None,
+        help="stored vector type; float16 halves the file (default: float32; with --append, the gallery's)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a finished gallery in --out")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the images of SOURCE that the gallery in --out lacks, after its rows (see below)",
+    )
     parser.add_argument(
         "--ann-threshold",
         type=positive,
@@ -156,7 +172,13 @@ def main(args: argparse.Namespace) -> int:
         check_folder(Path(args.source), "SOURCE")
     if args.out.exists() and not args.out.is_dir():
         raise InvalidInputError(f"--out {args.out} is a file; give a folder for the gallery")
-    if (args.out / MANIFEST).is_file() and not args.overwrite:
+    if args.append and args.overwrite:
+        raise InvalidInputError("--append adds to the gallery and --overwrite replaces it; pass one of them")
+    if args.append:
+        from koclip.search.indexing import check_appendable
+
+        check_appendable(args.out, args.dtype)
+    elif (args.out / MANIFEST).is_file() and not args.overwrite:
         raise occupied(f"--out {args.out}")
     check_model_argument(args.model)
 
@@ -184,7 +206,16 @@ def main(args: argparse.Namespace) -> int:
         memory_budget=args.memory_budget,
         target_recall=args.target_recall,
         overwrite=args.overwrite,
+        append=args.append,
     )
+    appended = manifest.get("appended")
+    if appended is not None and not appended["added"]:
+        print(
+            terminal_safe(
+                f"nothing to add: the {appended['already_held']:,} images of {args.source} are in {args.out} already"
+            )
+        )
+        return 0
     for record in manifest["skipped"]:
         print(terminal_safe(f"skipped {record['source']}: {record['reason']}"), file=sys.stderr)
     skipped = manifest["skipped_count"]
@@ -212,8 +243,20 @@ def main(args: argparse.Namespace) -> int:
         if chosen
         else ""
     )
+    if appended is None:
+        print(
+            f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
+            f"({manifest['index']} search{measured}{note})"
+        )
+        return 0
+    if appended["index"] == tuning.REBUILT and chosen:
+        kept = "kept as" if manifest["index"] == EXACT else "rebuilt with the parameters"
+        how = f", {kept} tuned at {chosen['tuned_count']:,} rows"
+    else:
+        how = {tuning.TUNED: ", tuned for the first time", tuning.RETUNED: ", retuned"}.get(appended["index"], "")
+    already = f"; {appended['already_held']:,} were there already and skipped" if appended["already_held"] else ""
     print(
-        f"indexed {manifest['count']} images with {manifest['model']} into {args.out} "
-        f"({manifest['index']} search{measured}{note})"
+        f"appended {appended['added']:,} images with {manifest['model']} to {args.out}, {manifest['count']:,} in all"
+        f"{already} ({manifest['index']} search{how}{measured}{note})"
     )
     return 0

@@ -3,11 +3,15 @@
 Inputs are taken in a fixed order (sorted paths, dataset rows, scene numbers) and cut into
 chunks of `batch_size`. Each finished chunk is saved under `OUT/.partial/`, so a run that stops
 resumes at the first unfinished chunk. The gallery files are assembled at the end and
-`manifest.json` is written last: until then, `Gallery.open` refuses the folder.
+`manifest.json` is written last: until then, `Gallery.open` refuses the folder. A gallery that
+replaces another (an overwrite, or an append: the old gallery grown by the inputs it lacks) is
+built beside it, in a hidden folder, and swapped in once complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -21,8 +25,8 @@ from tqdm import tqdm
 from koclip import domain
 from koclip.api import KoCLIP, load
 from koclip.atomic import replace_folder, staged
-from koclip.errors import KoCLIPError
-from koclip.search import gallery, tuning
+from koclip.errors import GalleryError, KoCLIPError
+from koclip.search import gallery, jobs, tuning
 from koclip.search.jobs import PARTIAL, Decoder, Job, encode, remove
 from koclip.search.sources import Source  # what build takes
 
@@ -32,6 +36,58 @@ ENGINES = ("local", "ray")
 def _describe_source(description: dict[str, Any]) -> str:
     details = {k: v for k, v in description.items() if k != "kind" and v is not None}
     return f"the {description['kind']} " + ", ".join(f"{k} {v}" for k, v in details.items())
+
+
+# Of what a source's description records, what may differ between the source of a gallery and one appended to it:
+# how many inputs it has (scenes) and their captions (a folder's metadata.jsonl).
+GROWING = ("n", "captions")
+
+
+def check_appendable(out: Path, dtype: str | None = None) -> str:
+    """Refuse, before a model is loaded, an append to `out` that cannot be: no finished gallery there, a damaged
+    manifest, a `dtype` other than the gallery's, or an index tuning it cannot follow. Returns the gallery's dtype.
+    """
+    gallery.recover(out)
+    if not (out / gallery.MANIFEST).is_file():
+        unfinished = " (its indexing has not finished)" if (out / PARTIAL).is_dir() else ""
+        raise GalleryError(
+            f"{out} holds no gallery to append to{unfinished}; run `python -m koclip index` without --append "
+            "to build one there"
+        )
+    manifest = gallery.read_manifest(out)
+    if dtype is not None and dtype != manifest["dtype"]:
+        raise GalleryError(
+            f"{out} stores {manifest['dtype']} vectors, not {dtype}; append with --dtype {manifest['dtype']} "
+            "(or leave --dtype out), or re-index it with --overwrite"
+        )
+    tuning.tuned_count(manifest)
+    return manifest["dtype"]
+
+
+def _open_base(out: Path, model: KoCLIP, description: dict[str, Any]) -> gallery.Gallery:
+    """The gallery at `out`, opened with every check, to be appended to from the source `description` with
+    `model`; GalleryError when it is damaged, was made with another model or revision, or from another source."""
+    try:
+        base = gallery.Gallery.open(out)
+    except GalleryError as exc:
+        raise GalleryError(f"cannot append: {exc}") from None
+    gallery.check_made_with(model, base)
+    recorded = base.manifest.get("source")
+    if not isinstance(recorded, dict) or "kind" not in recorded:
+        raise GalleryError(
+            f"{out} records no source, so which inputs it holds is unknown; re-index it with --overwrite"
+        )
+
+    def origin(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in GROWING}
+
+    if origin(recorded) != origin(description):
+        raise GalleryError(
+            f"{out} was indexed from {_describe_source(recorded)}, not {_describe_source(description)}: inputs are "
+            "matched by their key (a path in the folder, a row or scene number), so --append takes only the "
+            "gallery's own source; index another source into another --out"
+        )
+    return base
 
 
 def _encode_locally(job: Job, pending: list[int], decoder: Decoder, model: KoCLIP, bar: tqdm) -> None:
@@ -70,13 +126,14 @@ def build(
     out: str | os.PathLike,
     *,
     batch_size: int = 64,
-    dtype: str = "float32",
+    dtype: str | None = None,
     engine: str = "local",
     workers: int = 1,
     ann_threshold: int = gallery.ANN_THRESHOLD,
     memory_budget: int = tuning.DEFAULT_BUDGET,
     target_recall: float = tuning.TARGET_RECALL,
     overwrite: bool = False,
+    append: bool = False,
     backend: str = "auto",
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
@@ -86,14 +143,28 @@ def build(
     `model` is a loaded model, or a name, Hub id or folder to load with `backend`. `on_progress`
     is called with (images done, images in all) after every chunk, and once at the start. Galleries
     of `ann_threshold` rows or more get the fastest approximate index whose memory fits
-    `memory_budget` (bytes) and whose recall@10 on held-out rows reaches `target_recall`.
+    `memory_budget` (bytes) and whose recall@10 on held-out rows reaches `target_recall`. `dtype` is
+    float32 unless given (with `append`, the gallery's).
+
+    With `append`, `out` must hold a gallery made with the same model and dtype from the same source
+    (`check_appendable`); only the inputs it does not hold (by their key, as its rows record it) are
+    encoded, and the gallery is replaced by itself grown: its rows first and unchanged, the new ones
+    after (see `jobs.Job.finish` and, for the index, `jobs.search_index`). Every refusal comes before
+    any encoding. The manifest returned tells in `appended` how many rows were added and how many
+    inputs were there already; when none is new, the gallery is left as it is.
     """
     if engine not in ENGINES:
         raise KoCLIPError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
-    if dtype not in gallery.DTYPES:
+    if dtype is not None and dtype not in gallery.DTYPES:
         raise KoCLIPError(f"unknown dtype {dtype!r}; choose {' or '.join(gallery.DTYPES)}")
     if batch_size < 1:
         raise KoCLIPError(f"batch size must be at least 1, got {batch_size}")
+    final = Path(out)
+    if append:
+        if overwrite:
+            raise KoCLIPError("--append adds to the gallery and --overwrite replaces it; pass one of them")
+        dtype = check_appendable(final, dtype)
+    dtype = dtype or "float32"
     if isinstance(model, (str, os.PathLike)):
         model_ref, model = str(model), load(model, backend)
     else:  # what a Ray worker loads to get the same model
@@ -106,13 +177,27 @@ def build(
         "revision": model.revision,
         "source": description,
     }
+    base = _open_base(final, model, description) if append else None
     keys = source.keys()
     if not keys:
         raise KoCLIPError(f"{_describe_source(description)} holds no images to index")
-    final = Path(out)
+    log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
+    first = already = 0
+    if base is not None:
+        held = {row["source"] for row in base.metadata}
+        new = [key for key in keys if key not in held]
+        already = len(keys) - len(new)
+        log(f"{already:,} of the {len(keys):,} images are in {final} already: skipped")
+        if not new:
+            return {**base.manifest, "appended": {"added": 0, "already_held": already}}
+        # An interrupted append to this very gallery resumes (its thumbnails numbered from the same `first`); one to
+        # a gallery since changed starts over.
+        text = json.dumps(base.manifest, sort_keys=True, ensure_ascii=False)
+        identity["append_to"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        keys, first = new, jobs.next_position(base)
     gallery.recover(final)
     if (final / gallery.MANIFEST).exists():
-        if not overwrite:
+        if not (overwrite or append):
             raise gallery.occupied(final)
         # Built beside the old gallery, which stays searchable until the new one is complete.
         out = staged(final)
@@ -120,7 +205,7 @@ def build(
             # Not a run to resume: a gallery a crash kept from the swap (new or, swapped out, old), or
             # what is left of one half deleted.
             remove(out)
-    job = Job.start(out, keys, batch_size, identity)
+    job = Job.start(out, keys, batch_size, identity, first)
     pending = job.pending()
     done = len(job.keys) - sum(job.chunk_length(i) for i in pending)
     bar = _ReportingBar(
@@ -139,8 +224,9 @@ def build(
         else:
             _encode_locally(job, pending, decoder, model, bar)
     model_path = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else None
-    log = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
-    manifest = job.finish(model, dtype, description, ann_threshold, model_path, memory_budget, target_recall, log)
+    manifest = job.finish(
+        model, dtype, description, ann_threshold, model_path, memory_budget, target_recall, log, base, already
+    )
     if job.out != final:
         replace_folder(job.out, final)
     return manifest

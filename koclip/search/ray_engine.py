@@ -76,7 +76,7 @@ def run(job: Job, pending: list[int], decoder: Decoder, model_ref: str, backend:
     # Rows come back in any grouping; a chunk is committed once all its rows have arrived.
     parts: dict[int, list[dict[str, np.ndarray]]] = defaultdict(list)
     for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
-        chunk_of = batch["position"] // job.batch_size
+        chunk_of = job.chunk_of(batch["position"])
         for index in np.unique(chunk_of).tolist():
             parts[index].append({c: v[chunk_of == index] for c, v in batch.items()})
             if sum(len(p["position"]) for p in parts[index]) == job.chunk_length(index):

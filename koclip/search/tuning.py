@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from koclip.errors import GalleryError
 from koclip.search.exact import Hit, exact_search, rescore
 from koclip.search.indexes import (
     EXACT,
@@ -27,6 +28,7 @@ from koclip.search.indexes import (
     HNSW_NEIGHBOURS,
     IVF_PQ,
     IVFPQ,
+    LOADERS,
     PQ_SCAN,
     HNSWGraph,
     Index,
@@ -44,6 +46,17 @@ MIN_ROWS = 1_000  # below this, exact search is already fast: an index would gai
 TIE = 1e-3  # a returned row this close under the k-th true score counts as found
 DEFAULT_BUDGET = 2 << 30  # bytes: beside a full-size model, well within a 16 GB machine
 SAME_SPEED = 1.25  # median latencies within this factor (plus 20 µs) count as equal when choosing
+# What each approximate kind is built with; of its other parameters, SETTINGS are how widely it searches, and the
+# rest (a graph's entry point and top level) follow from the build.
+BUILT_WITH = {PQ_SCAN: ("m",), IVF_PQ: ("m", "nlist"), HNSW: ("neighbours",)}
+SETTINGS = ("nprobe", "ef_search")
+# A grown gallery's index is retuned once the gallery has more than this many times the rows its tuning was
+# measured at; until then the parameters measured then are rebuilt on every row, without measuring. They were
+# chosen for fewer rows (the inverted lists grow longer, a graph larger), so recall and speed drift as the gallery
+# grows: past a quarter more rows, they are measured again.
+RETUNE_GROWTH = 1.25
+# What jobs.search_index did to a gallery's index.
+EXACT_SEARCH, TUNED, RETUNED, REBUILT = "exact", "tuned", "retuned", "rebuilt"
 
 
 @dataclasses.dataclass
@@ -254,7 +267,7 @@ def choose(
     if best.kind != EXACT:
         log(f"  {best.kind}: building on all {count:,} rows")
         index = builders[best.kind][1](vectors)
-        index.candidates(queries[:1], 1, {k: v for k, v in best.params.items() if k in ("nprobe", "ef_search")})
+        index.candidates(queries[:1], 1, {k: v for k, v in best.params.items() if k in SETTINGS})
         best = dataclasses.replace(best, params={**best.params, **index.params()}, memory=index.memory())
 
     def merit(trial: Trial) -> tuple:  # the fastest passing configuration, else the best recall
@@ -271,3 +284,34 @@ def choose(
         trials=list(per_kind.values()),
         index=index,
     )
+
+
+def estimate(kind: str, count: int, dim: int, params: dict[str, int]) -> int:
+    """The bytes an index of the approximate `kind` built with `params` (as the manifest records them) holds on
+    `count` rows of `dim` floats, known before it is built."""
+    return LOADERS[kind].estimate(count, dim, **{name: params[name] for name in BUILT_WITH[kind]})
+
+
+def rebuild(vectors: np.ndarray, kind: str, params: dict[str, int]) -> Index:
+    """An index of the approximate `kind` on every row of `vectors`, built with the parameters an earlier `choose`
+    picked (`params`, as the manifest records them) and set to search as widely as it chose: nothing is measured."""
+    index = LOADERS[kind].train(vectors, **{name: params[name] for name in BUILT_WITH[kind]})
+    setting = {name: value for name, value in params.items() if name in SETTINGS}
+    index.candidates(np.ascontiguousarray(vectors[:1], np.float32), 1, setting)
+    return index
+
+
+def tuned_count(manifest: dict[str, Any]) -> int | None:
+    """How many rows the gallery had when its index was tuned: its index_tuning's tuned_count, or its count in a
+    gallery indexed before tuned_count was recorded; None for a gallery never tuned. GalleryError for a
+    tuned_count that is not a whole number from 1 to the gallery's count."""
+    recorded = manifest.get("index_tuning")
+    if recorded is None:
+        return None
+    value = recorded.get("tuned_count", manifest["count"]) if isinstance(recorded, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= manifest["count"]:
+        raise GalleryError(
+            f"the manifest's index_tuning gives tuned_count {value!r}, not a whole number from 1 to the gallery's "
+            f"{manifest['count']} rows; re-index this gallery"
+        )
+    return value
