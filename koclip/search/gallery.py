@@ -27,6 +27,8 @@ import io
 import json
 import math
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +62,7 @@ NORM_TOLERANCE = 1e-2  # how far a stored vector's length may be from 1 (float16
 ROWS_NAMED = 5  # bad rows an error names
 MAX_THUMBNAIL_BYTES = 1 << 20  # indexing writes thumbnails of at most 256 pixels a side, some 10-100 KB
 MAX_THUMBNAIL_SIDE = 1024
+THUMBNAILS_KEPT = 1024  # checked thumbnails a gallery keeps in memory: the rows results show most
 
 
 def _finished(folder: Path) -> bool:
@@ -257,6 +260,8 @@ class Gallery:
         self.index = index  # an approximate index (koclip.search.indexes), or None for exact search
         self.rerank = manifest["index_tuning"]["rerank"] if index is not None else 0  # checked by index_files.load
         self._signature = signature(path)
+        self._thumbnails: OrderedDict[int, bytes | None] = OrderedDict()  # the last THUMBNAILS_KEPT read
+        self._thumbnails_lock = threading.Lock()
 
     @classmethod
     def in_memory(cls, model: KoCLIP, vectors: np.ndarray, rows: list[dict[str, Any]]) -> Gallery:
@@ -345,15 +350,25 @@ class Gallery:
         """Row `index`'s thumbnail, JPEG bytes, or None when there is none fit to show: its file is
         missing, is not a regular file, is reached through a symbolic link (which could lead out of
         the gallery), holds more than MAX_THUMBNAIL_BYTES, or is not a JPEG of at most
-        MAX_THUMBNAIL_SIDE pixels a side."""
+        MAX_THUMBNAIL_SIDE pixels a side. The last THUMBNAILS_KEPT answers are kept: a gallery whose files
+        change is reopened (check_unchanged), never read again in place."""
         self.check_unchanged()
+        with self._thumbnails_lock:
+            if index in self._thumbnails:
+                self._thumbnails.move_to_end(index)
+                return self._thumbnails[index]
         thumbnail = self.metadata[index]["thumbnail"]
         if self.path is not None:
             try:
                 thumbnail = read_bounded(open_inside(self.path, thumbnail), MAX_THUMBNAIL_BYTES)
             except OSError:
-                return None
-        return thumbnail if _small_jpeg(thumbnail) else None
+                thumbnail = None
+        checked = thumbnail if thumbnail is not None and _small_jpeg(thumbnail) else None
+        with self._thumbnails_lock:
+            self._thumbnails[index] = checked
+            while len(self._thumbnails) > THUMBNAILS_KEPT:
+                self._thumbnails.popitem(last=False)
+        return checked
 
     def similar(self, index: int, k: int = 10) -> list[Hit]:
         """The k rows most like row `index` by image-image similarity, the row itself left out."""

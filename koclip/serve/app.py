@@ -245,9 +245,9 @@ def create_app(
             raise InvalidInputError("the request body is not JSON") from None
 
     def results(request: Request, name: str, hits: list[Hit]) -> list[Result]:
-        rows = []
+        rows, opened = [], service.gallery(name)
         for hit in hits:
-            described = service.describe(name, hit.index)
+            described = service.describe(opened, hit.index)
             thumbnail = str(request.url_for("thumbnail", gallery=name, row=hit.index))
             rows.append(Result(row=hit.index, score=hit.score, thumbnail=thumbnail, **described))
         return rows

@@ -29,6 +29,7 @@ import numpy as np
 
 from koclip.errors import InvalidInputError
 from koclip.search.exact import Hit
+from koclip.search.gallery import Gallery
 from koclip.serve.service import Query, SearchService, whole
 
 DEDUP_THRESHOLD = 0.94  # clip-back's get_non_uniques
@@ -74,16 +75,16 @@ def duplicates(vectors: np.ndarray) -> set[int]:
     return dropped
 
 
-def _metadata(service: SearchService, name: str, index: int) -> dict[str, Any]:
+def _metadata(opened: Gallery, index: int) -> dict[str, Any]:
     """A row's metadata as clip-back's columns: caption, url (a source on the web), image (base64 JPEG)."""
-    row = service.describe(name, index)
+    row = SearchService.describe(opened, index)
     out: dict[str, Any] = {}
     if "caption" in row:
         out["caption"] = row["caption"]
     source = row.get("source")
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         out["url"] = source
-    thumbnail = service.gallery(name).thumbnail(index)
+    thumbnail = opened.thumbnail(index)
     if thumbnail is not None:
         out["image"] = base64.b64encode(thumbnail).decode("ascii")
     return out
@@ -110,7 +111,7 @@ def knn(service: SearchService, body: Any) -> list[dict[str, Any]]:
         hits = [hit for position, hit in enumerate(hits) if position not in dropped]
     results = []
     for rank, hit in enumerate(hits[:num_result_ids]):
-        result = _metadata(service, name, hit.index) if rank < num_images else {}
+        result = _metadata(opened, hit.index) if rank < num_images else {}
         result["id"] = hit.index
         result["similarity"] = hit.score
         results.append(result)
@@ -126,4 +127,6 @@ def metadata(service: SearchService, body: Any) -> list[dict[str, Any]]:
         raise InvalidInputError("ids must be a list of row numbers")
     whole(len(ids), "the number of ids", 0, service.limits.max_ids)
     name = body.get("indice_name") or service.default_gallery()
-    return [{"id": row, "metadata": _metadata(service, name, service.row(name, row))} for row in ids]
+    rows = [service.row(name, row) for row in ids]
+    opened = service.gallery(name)
+    return [{"id": row, "metadata": _metadata(opened, row)} for row in rows]

@@ -190,9 +190,10 @@ class SearchService:
         k = whole(k, "the number of results", 1, self.limits.max_results)
         return self.gallery(name).similar(self.row(name, row), k)
 
-    def describe(self, name: str, index: int) -> dict[str, Any]:
+    @staticmethod
+    def describe(opened: Gallery, index: int) -> dict[str, Any]:
         """Row `index`'s metadata as a client may see it: caption, source, size; never a path on disk."""
-        row = self.gallery(name).metadata[index]
+        row = opened.metadata[index]
         return {key: row[key] for key in ("caption", "source", "width", "height") if key in row}
 
     def thumbnail(self, name: str, row: Any) -> bytes | None:
