@@ -410,7 +410,8 @@ def test_thumbnails_are_read_only_from_inside_the_gallery_and_within_bounds(buil
     outside.mkdir()
     (outside / "secret.jpg").write_bytes(jpeg((64, 64)))
     opened = gallery.Gallery.open(built)
-    assert opened.thumbnail(0) == (built / jobs.thumbnail_name(0)).read_bytes()
+    jpeg_of_row_0 = (built / jobs.thumbnail_name(0)).read_bytes()
+    assert opened.thumbnail(0) == jpeg_of_row_0
     thumbs = built / gallery.THUMBS
     (thumbs / "0000001.jpg").unlink()
     (thumbs / "0000001.jpg").symlink_to(outside / "secret.jpg")  # a symbolic link out of the gallery
@@ -422,9 +423,10 @@ def test_thumbnails_are_read_only_from_inside_the_gallery_and_within_bounds(buil
     shutil.rmtree(thumbs)
     thumbs.symlink_to(outside)  # the whole folder a link out of the gallery
     (outside / "0000000.jpg").write_bytes(jpeg((64, 64)))
-    assert opened.thumbnail(0) is None
+    assert opened.thumbnail(0) == jpeg_of_row_0  # read before, inside the gallery: kept, not read again
+    assert gallery.Gallery.open(built).thumbnail(0) is None
     thumbs.unlink()  # no thumbs/ at all
-    assert opened.thumbnail(0) is None
+    assert gallery.Gallery.open(built).thumbnail(0) is None
 
 
 def test_thumbnails_written_by_indexing_are_within_the_bounds_read(model_dir, tmp_path):
