@@ -385,6 +385,13 @@ def test_serve_command_refuses_bad_galleries_before_loading(tmp_path, capsys):
     assert gallery_name(f"x={SCENES}") == ("x", SCENES) and gallery_name(str(SCENES)) == (NAME, SCENES)
 
 
+def test_a_gallery_of_another_model_is_refused_before_the_port_opens(space, capsys):
+    from koclip import cli
+
+    assert cli.main(["serve", "--gallery", str(SCENES), "--model", "koclip-base"]) == 2
+    assert "was made with model koclip-mini, not koclip-base" in capsys.readouterr().err
+
+
 def test_serve_command_starts_and_answers(tmp_path):
     import subprocess
     import sys
