@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": "Evaluate a model: retrieval recall, zero-shot accuracy, patch localisation.",
     "bench": "Score models on Korean benchmarks (XM3600, XTD10, CIFAR-10) by CLIP_benchmark's rules.",
     "export": "Export a model for stock transformers or ONNX Runtime.",
+    "gallery": "Export a gallery as a Hugging Face dataset or a clip-retrieval index, or import one.",
 }
 
 

@@ -221,24 +221,16 @@ class Job:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         write_atomic(self.out / gallery.METADATA, lines.encode())
         remove(self.out / gallery.INDEX_DIR)
-        chosen = None  # the index's tuning, for the manifest
-        if len(rows) >= max(ann_threshold, tuning.MIN_ROWS):
-            final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
-            log(
-                f"choosing a search index for {len(rows):,} rows (memory budget {units.size_text(memory_budget)}, "
-                f"target recall@10 {target_recall})"
-            )
-            choice = tuning.choose(
-                final,
-                memory_budget,
-                target_recall,
-                log=log,
-                texts_of=lambda held: _caption_vectors(model, [rows[i] for i in held]),
-            )
-            if choice.index is not None:
-                index_files.save(choice.index, self.out)
-            chosen = choice.manifest()
-            log(f"chose {choice.describe()}")
+        final = np.load(self.out / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
+        chosen, _ = search_index(
+            self.out,
+            final,
+            lambda held: _caption_vectors(model, [rows[i] for i in held]),
+            ann_threshold,
+            memory_budget,
+            target_recall,
+            log,
+        )
         manifest = gallery.new_manifest(
             model,
             len(rows),
@@ -256,6 +248,37 @@ class Job:
         write_atomic(self.out / gallery.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         shutil.rmtree(self.partial)
         return manifest
+
+
+def search_index(
+    out: Path,
+    vectors: np.ndarray,
+    texts_of: Callable[[np.ndarray], np.ndarray],
+    ann_threshold: int,
+    memory_budget: int,
+    target_recall: float,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any] | None, str]:
+    """Choose the search index of the gallery `vectors` and save it in the gallery folder `out`; returns its
+    tuning, for the manifest's index_tuning (None for a gallery searched exactly without measuring), and whether
+    it was "exact" or "tuned".
+
+    Galleries under `ann_threshold` rows (and tuning.MIN_ROWS) are searched exactly. Others get the index
+    `tuning.choose` measures fastest at `target_recall` within `memory_budget` (`texts_of(rows)` embeds held-out
+    rows' captions as queries), with the row count it was measured at as tuned_count.
+    """
+    count = len(vectors)
+    if count < max(ann_threshold, tuning.MIN_ROWS):
+        return None, "exact"
+    log(
+        f"choosing a search index for {count:,} rows (memory budget {units.size_text(memory_budget)}, "
+        f"target recall@10 {target_recall})"
+    )
+    choice = tuning.choose(vectors, memory_budget, target_recall, log=log, texts_of=texts_of)
+    if choice.index is not None:
+        index_files.save(choice.index, out)
+    log(f"chose {choice.describe()}")
+    return {**choice.manifest(), "tuned_count": count}, "tuned"
 
 
 def _caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
