@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "Score models on Korean benchmarks (XM3600, XTD10, CIFAR-10) by CLIP_benchmark's rules.",
     "export": "Export a model for stock transformers or ONNX Runtime.",
     "serve": "Serve galleries over HTTP: clip-retrieval's back-end protocol and a JSON API.",
+    "gallery": "Export a gallery as a Hugging Face dataset or a clip-retrieval index, or import one.",
 }
 
 

@@ -32,21 +32,28 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def clip_client():
-    """clip-retrieval's own `ClipClient` class (clip_retrieval/clip_client.py, which needs only requests).
 
-    Imported without running the package's __init__, which imports all of clip-back and its models
-    (Flask, torch, open_clip, ...): the package is installed with --no-deps.
-    """
+def clip_retrieval_module(name: str):
+    """A module of clip-retrieval's own (installed with --no-deps), such as clip_retrieval.clip_client,
+    imported without the package's __init__, which would import all of clip-back and its models
+    (Flask, torch, open_clip, ...)."""
     import importlib
     import importlib.util
     import sys
     import types
 
-    if "clip_retrieval" not in sys.modules:
-        spec = importlib.util.find_spec("clip_retrieval")
-        assert spec is not None, "clip-retrieval is not installed: scripts/setup.sh requirements-dev.txt installs it"
-        package = types.ModuleType("clip_retrieval")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["clip_retrieval"] = package
-    return importlib.import_module("clip_retrieval.clip_client").ClipClient
+    parts = name.split(".")
+    for depth in range(1, len(parts)):
+        package_name = ".".join(parts[:depth])
+        if package_name not in sys.modules:
+            spec = importlib.util.find_spec(package_name)
+            assert spec is not None, "clip-retrieval is not installed: scripts/setup.sh requirements-dev.txt installs it"
+            package = types.ModuleType(package_name)
+            package.__path__ = list(spec.submodule_search_locations)
+            sys.modules[package_name] = package
+    return importlib.import_module(name)
+
+
+def clip_client():
+    """clip-retrieval's own `ClipClient` class (clip_retrieval/clip_client.py, which needs only requests)."""
+    return clip_retrieval_module("clip_retrieval.clip_client").ClipClient

@@ -218,17 +218,15 @@ def _bad_rows(vectors: np.ndarray) -> np.ndarray:
     return np.concatenate(bad)
 
 
-def check_vectors(vectors: np.ndarray, file: Path) -> None:
-    """Refuse vectors that would give false scores: huge, zero, scaled, not numbers."""
+def check_vectors(vectors: np.ndarray, file: Path | str, advice: str = "the gallery is damaged, re-index it") -> None:
+    """Refuse vectors that would give false scores: huge, zero, scaled, not numbers. The GalleryError names the bad
+    rows of `file` (what holds the vectors) and ends with `advice`."""
     bad = _bad_rows(vectors)
     if len(bad):
         named = ", ".join(str(row) for row in bad[:ROWS_NAMED])
         named += f" and {len(bad) - ROWS_NAMED:,} more" if len(bad) > ROWS_NAMED else ""
         which = f"row {bad[0]} of {file} is" if len(bad) == 1 else f"{len(bad):,} rows of {file} ({named}) are"
-        raise GalleryError(
-            f"{which} not a valid vector (finite numbers, of length 1 ± {NORM_TOLERANCE}); "
-            "the gallery is damaged, re-index it"
-        )
+        raise GalleryError(f"{which} not a valid vector (finite numbers, of length 1 ± {NORM_TOLERANCE}); {advice}")
 
 
 def _small_jpeg(data: bytes) -> bool:
