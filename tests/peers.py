@@ -32,7 +32,6 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-
 def clip_retrieval_module(name: str):
     """A module of clip-retrieval's own (installed with --no-deps), such as clip_retrieval.clip_client,
     imported without the package's __init__, which would import all of clip-back and its models
@@ -47,7 +46,7 @@ def clip_retrieval_module(name: str):
         package_name = ".".join(parts[:depth])
         if package_name not in sys.modules:
             spec = importlib.util.find_spec(package_name)
-            assert spec is not None, "clip-retrieval is not installed: scripts/setup.sh requirements-dev.txt installs it"
+            assert spec is not None, "clip-retrieval is missing: scripts/setup.sh requirements-dev.txt installs it"
             package = types.ModuleType(package_name)
             package.__path__ = list(spec.submodule_search_locations)
             sys.modules[package_name] = package

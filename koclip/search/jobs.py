@@ -254,7 +254,7 @@ class Job:
         chosen, how = search_index(
             self.out,
             final,
-            lambda held: _caption_vectors(model, [rows[i] for i in held]),
+            lambda held: caption_vectors(model, [rows[i] for i in held]),
             ann_threshold,
             memory_budget,
             target_recall,
@@ -377,7 +377,7 @@ def search_index(
     return {**choice.manifest(), "tuned_count": count}, how
 
 
-def _caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
+def caption_vectors(model: KoCLIP, rows: list[dict[str, Any]]) -> np.ndarray:
     """Text embeddings of the rows' captions (rows without one are left out): queries like a visitor's."""
     captions = [row["caption"] for row in rows if isinstance(row.get("caption"), str) and row["caption"].strip()]
     return model.encode_text(captions) if captions else np.zeros((0, model.dim), np.float32)

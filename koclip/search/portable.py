@@ -28,7 +28,7 @@ from koclip import domain
 from koclip.atomic import replace_folder, staged, write_atomic
 from koclip.errors import GalleryError, InvalidImageError, InvalidInputError, ModelUnavailableError, UnknownModelError
 from koclip.search import gallery, tuning
-from koclip.search.jobs import PARTIAL, _caption_vectors, remove, search_index, thumbnail_jpeg, thumbnail_name
+from koclip.search.jobs import PARTIAL, caption_vectors, remove, search_index, thumbnail_jpeg, thumbnail_name
 
 if TYPE_CHECKING:
     from koclip.api import KoCLIP
@@ -242,7 +242,7 @@ class GalleryWriter:
         write_atomic(self.folder / gallery.METADATA, lines.encode())
         log = _log if progress else (lambda message: None)
         vectors = np.load(self.folder / gallery.VECTORS, mmap_mode="r", allow_pickle=False)
-        texts_of = lambda held: _caption_vectors(self.model, [self.rows[i] for i in held])  # noqa: E731
+        texts_of = lambda held: caption_vectors(self.model, [self.rows[i] for i in held])  # noqa: E731
         chosen, _ = search_index(self.folder, vectors, texts_of, ann_threshold, memory_budget, target_recall, log)
         del vectors
         manifest = gallery.new_manifest(
