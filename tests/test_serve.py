@@ -429,6 +429,7 @@ def test_the_route_beside_the_app_answers_clip_client_as_gallery_search(model, s
         assert requests.get(answer["results"][0]["thumbnail"], timeout=10).content == scenes_gallery.thumbnail(ids[0])
         assert_error(knn(f"{app.url}/api", text="빨간 원", num_images=10**9), 400, "at most 1,000")
         assert requests.get(app.url, timeout=10).status_code == 200  # the pages are still there
+    assert '"POST /api/knn-service" 200' in (tmp_path / "app.log").read_text()  # its access lines
     with servers.streamlit_app({}, tmp_path / "off.log") as app:  # without KOCLIP_API: no service
         answer = requests.post(f"{app.url}/api/knn-service", json={"text": "빨간 원"}, timeout=10)
         assert answer.status_code != 200 or not answer.text.startswith("[")

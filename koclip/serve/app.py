@@ -121,7 +121,7 @@ class AccessLog:
             await self.app(scope, receive, noted)
         finally:
             client = scope.get("client") or ("-", 0)
-            path = scope.get("root_path", "") + scope["path"]
+            path = scope["path"]  # the whole path: under a Mount it already begins with the mount's root_path
             LOG.info(
                 '%s "%s %s" %d %.1f ms', client[0], scope["method"], path, status, (time.perf_counter() - began) * 1e3
             )
