@@ -10,7 +10,7 @@ import contextlib
 
 import streamlit as st
 
-from demo import api, models
+from demo import models, settings
 
 
 @contextlib.asynccontextmanager
@@ -19,4 +19,9 @@ async def start_loading(_app):
     yield
 
 
-app = st.App("demo/navigation.py", lifespan=start_loading, routes=api.routes())
+routes = []
+if settings.api_enabled():  # FastAPI and the service are imported only then: a plain server starts without them
+    from demo import api
+
+    routes = api.routes()
+app = st.App("demo/navigation.py", lifespan=start_loading, routes=routes)

@@ -15,7 +15,7 @@ from pathlib import Path
 from starlette.routing import Mount
 
 import koclip
-from demo import galleries, models, settings
+from demo import galleries, models
 from koclip.errors import ModelUnavailableError
 from koclip.search.gallery import Gallery
 from koclip.serve import catalog
@@ -55,9 +55,7 @@ def server_model(wait: float) -> koclip.KoCLIP:
 
 
 def routes() -> list[Mount]:
-    """The service's routes for st.App: /api when KOCLIP_API is set, else none."""
-    if not settings.api_enabled():
-        return []
+    """The service's routes for st.App: everything under /api."""
     log = logging.getLogger("koclip.serve")  # its access lines, beside runlog's lines of the pages
     if not log.handlers:
         handler = logging.StreamHandler()
