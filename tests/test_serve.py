@@ -209,6 +209,8 @@ def test_schema_health_cors_and_access_log(url, caplog):
         "status": "ok",
         "model": "koclip-mini",
         "galleries": [NAME],
+        "requests": 0,
+        "capacity": 34,
     }
     preflight = requests.options(
         f"{url}/knn-service",
@@ -338,6 +340,7 @@ def test_a_full_service_answers_503_at_once_and_a_slow_request_504(model):
             assert time.monotonic() - began < 0.5, "a full service must answer at once"
             body = assert_error(third, 503, "busy")
             assert third.headers["retry-after"] == "1" and body
+            assert requests.get(f"{base}/health", timeout=5).json()["requests"] == 2  # /health answers when full
             assert_error(second.result(), 503, "waited 1 s for a worker")
             assert_error(first.result(), 504, "longer than 2 s")
         catalog.release.set()

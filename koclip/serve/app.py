@@ -193,6 +193,8 @@ class Health(BaseModel):
     status: str
     model: str
     galleries: list[str]
+    requests: int = Field(description="requests being answered or waiting now")
+    capacity: int = Field(description="the most that may be; past it, 503")
 
 
 # ---------------------------------------------------------------- the application
@@ -270,7 +272,13 @@ def create_app(
     @api.get("/health", tags=["service"])
     def health() -> Health:
         """Ready: the model is loaded and the galleries are listed."""
-        return Health(status="ok", model=service.model.name, galleries=service.catalog.names())
+        return Health(
+            status="ok",
+            model=service.model.name,
+            galleries=service.catalog.names(),
+            requests=gate.admitted,
+            capacity=service.limits.capacity,
+        )
 
     @api.get("/indices-list", tags=["clip-retrieval"])
     def indices_list() -> list[str]:
@@ -327,5 +335,4 @@ def create_app(
     api.add_middleware(BodyLimit, limit=service.limits.body_bytes)
     api.add_middleware(AccessLog)
     api.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"])
-    api.state.gate = gate
     return api
