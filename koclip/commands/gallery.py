@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from koclip.commands import check_dataset, check_folder, check_model_argument, float_above, int_at_least
+from koclip.commands import check_dataset, check_folder, check_model_argument
 from koclip.errors import InvalidInputError
-from koclip.search import tuning
-from koclip.search.gallery import ANN_THRESHOLD, read_manifest
+from koclip.search.gallery import read_manifest
 
 FORMATS = ("hf", "clip-retrieval")
 
@@ -43,7 +42,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m koclip gallery`."""
-    from koclip.commands.index import budget
+    from koclip.commands.index import add_index_options
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = DETAILS
@@ -92,27 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "koclip_gallery.json)",
     )
     imports.add_argument("--overwrite", action="store_true", help="replace the gallery in OUT")
-    imports.add_argument(
-        "--ann-threshold",
-        type=int_at_least(1),
-        default=ANN_THRESHOLD,
-        metavar="N",
-        help=f"build an approximate index for N rows or more (default: {ANN_THRESHOLD})",
-    )
-    imports.add_argument(
-        "--memory-budget",
-        type=budget,
-        default=tuning.DEFAULT_BUDGET,
-        metavar="SIZE",
-        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {tuning.DEFAULT_BUDGET >> 30}G)",
-    )
-    imports.add_argument(
-        "--target-recall",
-        type=float_above(0, 1),
-        default=tuning.TARGET_RECALL,
-        metavar="R",
-        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)",
-    )
+    add_index_options(imports)
 
 
 def _export(args: argparse.Namespace) -> int:

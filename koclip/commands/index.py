@@ -74,6 +74,32 @@ def budget(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_index_options(parser: argparse.ArgumentParser) -> None:
+    """--ann-threshold, --memory-budget and --target-recall: how a gallery's approximate index is chosen
+    (`index`, and `gallery import`)."""
+    parser.add_argument(
+        "--ann-threshold",
+        type=int_at_least(1),
+        default=ANN_THRESHOLD,
+        metavar="N",
+        help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--memory-budget",
+        type=budget,
+        default=tuning.DEFAULT_BUDGET,
+        metavar="SIZE",
+        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {tuning.DEFAULT_BUDGET >> 30}G)",
+    )
+    parser.add_argument(
+        "--target-recall",
+        type=float_above(0, 1),
+        default=tuning.TARGET_RECALL,
+        metavar="R",
+        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m koclip index`."""
     positive = int_at_least(1)
@@ -97,27 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add the images of SOURCE that the gallery in --out lacks, after its rows (see below)",
     )
-    parser.add_argument(
-        "--ann-threshold",
-        type=positive,
-        default=ANN_THRESHOLD,
-        metavar="N",
-        help=f"build an approximate index for N images or more (default: {ANN_THRESHOLD})",
-    )
-    parser.add_argument(
-        "--memory-budget",
-        type=budget,
-        default=tuning.DEFAULT_BUDGET,
-        metavar="SIZE",
-        help=f"memory the approximate index may hold, e.g. 512M or 4G (default: {tuning.DEFAULT_BUDGET >> 30}G)",
-    )
-    parser.add_argument(
-        "--target-recall",
-        type=float_above(0, 1),
-        default=tuning.TARGET_RECALL,
-        metavar="R",
-        help="recall@10 the approximate index must reach on held-out rows (default: %(default)s)",
-    )
+    add_index_options(parser)
     parser.add_argument(
         "--engine",
         choices=("local", "ray"),

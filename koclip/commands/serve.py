@@ -7,6 +7,7 @@ import logging
 import sys
 
 from koclip.commands import check_folder, check_model_argument, float_above, int_at_least
+from koclip.errors import InvalidInputError
 
 DETAILS = """\
 The model loads once, and its first text and image shapes compile, before the port opens; each
@@ -83,9 +84,11 @@ def main(args: argparse.Namespace) -> int:
     """Runs `python -m koclip serve`; returns the exit status."""
     from koclip.serve.catalog import gallery_name
 
-    folders = dict(gallery_name(text) for text in args.gallery)
-    if len(folders) < len(args.gallery):
-        raise_duplicate(args.gallery)
+    named = [gallery_name(text) for text in args.gallery]
+    folders = dict(named)
+    if len(folders) < len(named):
+        twice = sorted({name for name, _ in named if [n for n, _ in named].count(name) > 1})
+        raise InvalidInputError(f"two galleries are named {', '.join(twice)}; name them apart with --gallery NAME=DIR")
     for path in folders.values():
         check_folder(path, "--gallery")
     if args.model is not None:
@@ -117,13 +120,3 @@ def main(args: argparse.Namespace) -> int:
         log_level="info",
     )
     return 0
-
-
-def raise_duplicate(given: list[str]) -> None:
-    """Refuse two --gallery arguments of the same name."""
-    from koclip.errors import InvalidInputError
-    from koclip.serve.catalog import gallery_name
-
-    names = [gallery_name(text)[0] for text in given]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    raise InvalidInputError(f"two galleries are named {', '.join(twice)}; name them apart with --gallery NAME=DIR")
