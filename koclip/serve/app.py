@@ -33,6 +33,7 @@ from starlette.middleware.cors import CORSMiddleware
 from koclip import webimage
 from koclip.errors import GalleryError, InvalidImageError, InvalidInputError, KoCLIPError, ModelUnavailableError
 from koclip.search.exact import Hit
+from koclip.search.gallery import Gallery
 from koclip.serve import clip_back
 from koclip.serve.catalog import UnknownGallery
 from koclip.serve.gate import Busy, Gate, TimedOut
@@ -246,8 +247,8 @@ def create_app(
         except (ValueError, RecursionError):
             raise InvalidInputError("the request body is not JSON") from None
 
-    def results(request: Request, name: str, hits: list[Hit]) -> list[Result]:
-        rows, opened = [], service.gallery(name)
+    def results(request: Request, name: str, opened: Gallery, hits: list[Hit]) -> list[Result]:
+        rows = []
         for hit in hits:
             described = service.describe(opened, hit.index)
             thumbnail = str(request.url_for("thumbnail", gallery=name, row=hit.index))
@@ -256,14 +257,15 @@ def create_app(
 
     def answer(request: Request, name: str | None, query: EncodedQuery, k: int) -> Answer:
         name = name or service.default_gallery()
-        hits = service.search(name, query, k) if query.vector is not None else []
+        opened = service.gallery(name)
+        hits = service.search(opened, query, k) if query.vector is not None else []
         verdict = None
         if query.verdict is not None:
             verdict = Verdict(
                 answerable=query.vector is not None, unknown_words=query.verdict.unknown, truncated=query.truncated
             )
         return Answer(
-            model=service.model.name, gallery=name, results=results(request, name, hits), verdict=verdict,
+            model=service.model.name, gallery=name, results=results(request, name, opened, hits), verdict=verdict,
             note=query.note,
         )  # fmt: skip
 
@@ -320,13 +322,23 @@ def create_app(
     @api.get("/v1/galleries/{gallery}/rows/{row}/similar", tags=["search"])
     async def similar(request: Request, gallery: str, row: int, k: int = Query(10)) -> Answer:
         """More like this: the rows most like row `row` of the gallery, itself left out."""
-        hits = await gate.run(lambda: service.similar(gallery, row, k))
-        return Answer(model=service.model.name, gallery=gallery, results=results(request, gallery, hits))
+
+        def work() -> Answer:
+            opened = service.gallery(gallery)
+            hits = service.similar(opened, row, k, gallery)
+            return Answer(model=service.model.name, gallery=gallery, results=results(request, gallery, opened, hits))
+
+        return await gate.run(work)
 
     @api.get("/v1/galleries/{gallery}/rows/{row}/thumbnail", tags=["search"], name="thumbnail")
     async def thumbnail(gallery: str, row: int) -> Response:
         """A row's thumbnail, a JPEG; 404 when it has none fit to show."""
-        picture = await gate.run(lambda: service.thumbnail(gallery, row))
+
+        def work() -> bytes | None:
+            opened = service.gallery(gallery)
+            return opened.thumbnail(service.row(opened, row, gallery))
+
+        picture = await gate.run(work)
         if picture is None:
             return error(404, f"row {row} of gallery {gallery!r} has no thumbnail")
         return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

@@ -103,7 +103,7 @@ def knn(service: SearchService, body: Any) -> list[dict[str, Any]]:
             f"gallery {str(name)[:100]!r} holds image embeddings only; search it with modality 'image'"
         )
     opened = service.gallery(name)
-    hits: list[Hit] = service.search(name, query_of(service, body), max(num_result_ids, num_images))
+    hits: list[Hit] = service.search(opened, query_of(service, body), max(num_result_ids, num_images))
     if body.get("deduplicate", False) and hits:
         vectors = np.asarray(opened.vectors[[hit.index for hit in hits]], np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -127,6 +127,6 @@ def metadata(service: SearchService, body: Any) -> list[dict[str, Any]]:
         raise InvalidInputError("ids must be a list of row numbers")
     whole(len(ids), "the number of ids", 0, service.limits.max_ids)
     name = body.get("indice_name") or service.default_gallery()
-    rows = [service.row(name, row) for row in ids]
     opened = service.gallery(name)
+    rows = [service.row(opened, row, name) for row in ids]
     return [{"id": row, "metadata": _metadata(opened, row)} for row in rows]

@@ -87,7 +87,7 @@ class SearchService:
         return self._model if isinstance(self._model, KoCLIP) else self._model()
 
     def gallery(self, name: Any) -> Gallery:
-        """The catalog's gallery `name`, checked to be the model's."""
+        """The catalog's gallery `name`, checked to be the model's: looked up once per request, then passed on."""
         opened = self.catalog.get(name if isinstance(name, str) else str(name))
         gallery.check_made_with(self.model, opened)
         return opened
@@ -171,34 +171,31 @@ class SearchService:
             raise InvalidInputError("the embedding must be finite numbers, not all zero")
         return Query((vector / norm).astype(np.float32))
 
-    def row(self, name: str, row: Any) -> int:
-        """`row` checked to be a row number of gallery `name`."""
-        count = len(self.gallery(name))
+    @staticmethod
+    def row(opened: Gallery, row: Any, name: str) -> int:
+        """`row` checked to be a row number of `opened`, the gallery called `name`."""
+        count = len(opened)
         if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < count:
             raise InvalidInputError(f"row {str(row)[:40]} is not in gallery {name!r} of {count:,} rows")
         return row
 
     # ---------------------------------------------------------------- searches
 
-    def search(self, name: str, query: Query, k: Any) -> list[Hit]:
-        """The `k` rows of gallery `name` most similar to `query`."""
+    def search(self, opened: Gallery, query: Query, k: Any) -> list[Hit]:
+        """The `k` rows of the gallery `opened` (from `gallery`) most similar to `query`."""
         k = whole(k, "the number of results", 1, self.limits.max_results)
-        return self.gallery(name).search_vectors(query.answerable().vector, k)
+        return opened.search_vectors(query.answerable().vector, k)
 
-    def similar(self, name: str, row: Any, k: Any) -> list[Hit]:
-        """The `k` rows of gallery `name` most like row `row`, itself left out ("more like this")."""
+    def similar(self, opened: Gallery, row: Any, k: Any, name: str) -> list[Hit]:
+        """The `k` rows of `opened`, the gallery `name`, most like row `row`, itself left out ("more like this")."""
         k = whole(k, "the number of results", 1, self.limits.max_results)
-        return self.gallery(name).similar(self.row(name, row), k)
+        return opened.similar(self.row(opened, row, name), k)
 
     @staticmethod
     def describe(opened: Gallery, index: int) -> dict[str, Any]:
         """Row `index`'s metadata as a client may see it: caption, source, size; never a path on disk."""
         row = opened.metadata[index]
         return {key: row[key] for key in ("caption", "source", "width", "height") if key in row}
-
-    def thumbnail(self, name: str, row: Any) -> bytes | None:
-        """Row `row`'s thumbnail, JPEG bytes, or None when it has none fit to show."""
-        return self.gallery(name).thumbnail(self.row(name, row))
 
     def galleries(self) -> list[dict[str, Any]]:
         """Each gallery's name, model, size and index kind; a damaged one with its error instead."""
